@@ -1,0 +1,277 @@
+package gozd
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Exit statuses of a gozd program that Daemonize ends.
+const (
+	ExitOK    = 0
+	ExitError = 1 // the command failed; the message is on stderr
+	ExitUsage = 2 // bad command line
+)
+
+// options are the command-line flags Daemonize reads.
+type options struct {
+	config     string // absolute path
+	signal     string
+	foreground bool
+	verbose    bool
+	exe        string // the binary workers are started from
+}
+
+var std struct {
+	mu sync.Mutex
+	d  *Daemon
+}
+
+// Daemonize reads the command line (-c FILE, -s stop|quit|reopen|reload, -f,
+// -v, defined on flag.CommandLine, so the program may add its own flags
+// first) and does what it says. It returns only in a worker, the process
+// that runs the program's handlers: there it returns a channel that is
+// closed once this worker has finished serving and drained its connections.
+//
+// Everything else ends the process: -s sends the command to the running
+// daemon and exits; without -s the process becomes the master (in the
+// foreground with -f, else detached, after the launching command has seen
+// the daemon serve), which never runs the program's own code. Errors are
+// printed to stderr, with file:line for config errors, and exit non-zero.
+func Daemonize() <-chan struct{} {
+	opts, err := parseFlags(flag.CommandLine, os.Args[1:])
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
+		flag.CommandLine.Usage()
+		os.Exit(ExitUsage)
+	}
+	h, err := readHandover()
+	if err == nil && h != nil {
+		var d *Daemon
+		var done <-chan struct{}
+		if d, done, err = runWorker(h); err == nil {
+			std.mu.Lock()
+			std.d = d
+			std.mu.Unlock()
+			return done
+		}
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+		os.Exit(ExitError)
+	}
+	os.Exit(run(opts))
+	return nil
+}
+
+// RegistHandler registers handler for the group named group of the running
+// worker's config: a func(Conn) for a tcp group; an http.Handler or a
+// func(http.ResponseWriter, *http.Request) for http, https and fcgi groups.
+// name labels the handler in gozd's log. The worker starts serving, and tells
+// the master it is ready, once every group has its handler.
+//
+// An unknown group, a handler of the wrong kind or a second handler for a
+// group is an error naming the group.
+func RegistHandler(group, name string, handler any) error {
+	std.mu.Lock()
+	d := std.d
+	std.mu.Unlock()
+	if d == nil {
+		return ErrNotDaemonized
+	}
+	var err error
+	switch h := handler.(type) {
+	case func(Conn):
+		err = d.HandleConn(group, h)
+	case func(http.ResponseWriter, *http.Request):
+		err = d.HandleFunc(group, h)
+	case http.Handler:
+		err = d.Handle(group, h)
+	default:
+		err = fmt.Errorf("gozd: group %q: %w: %T is neither func(gozd.Conn) nor an http handler", group, ErrHandlerKind, handler)
+	}
+	if err == nil {
+		d.log.Debug("handler registered", "group", group, "handler", name)
+	}
+	return err
+}
+
+// parseFlags defines gozd's flags on fs unless the program did, and parses
+// args.
+func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
+	opts := &options{}
+	define := func(name, usage string, p any) {
+		if fs.Lookup(name) != nil {
+			return
+		}
+		switch p := p.(type) {
+		case *string:
+			fs.StringVar(p, name, "", usage)
+		case *bool:
+			fs.BoolVar(p, name, false, usage)
+		}
+	}
+	define("c", "configuration `file`", &opts.config)
+	define("s", "send `signal` to the running daemon: stop, quit, reopen or reload", &opts.signal)
+	define("f", "run in the foreground, logging to stderr", &opts.foreground)
+	define("v", "verbose gozd log", &opts.verbose)
+	if !fs.Parsed() {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+	}
+	if _, ok := os.LookupEnv(envWorker); ok {
+		return opts, nil
+	}
+	if opts.signal != "" {
+		if _, ok := controlSignals[opts.signal]; !ok {
+			return nil, fmt.Errorf("unknown -s command %q: want stop, quit, reopen or reload", opts.signal)
+		}
+	}
+	if opts.config == "" {
+		return nil, errors.New("no configuration file: use -c FILE")
+	}
+	var err error
+	if opts.config, err = filepath.Abs(opts.config); err != nil {
+		return nil, err
+	}
+	if opts.exe, err = executablePath(); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// executablePath is the path workers are started from: the one this program
+// was invoked by, made absolute, with symlinks left alone, so that a deploy
+// that flips a "current" symlink or renames a new binary into place is what
+// the next worker runs. (os.Executable would name the old file.)
+func executablePath() (string, error) {
+	arg0 := os.Args[0]
+	if !strings.Contains(arg0, "/") {
+		p, err := exec.LookPath(arg0)
+		if err != nil {
+			return "", fmt.Errorf("finding the program's binary: %w", err)
+		}
+		arg0 = p
+	}
+	return filepath.Abs(arg0)
+}
+
+// run is the process's life outside a worker; it returns the exit status.
+func run(opts *options) int {
+	if opts.signal != "" {
+		msg, err := control(opts, opts.signal)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+			return ExitError
+		}
+		fmt.Println(msg)
+		return ExitOK
+	}
+	cfg, err := LoadConfig(opts.config)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+		return ExitError
+	}
+	if fd, ok := os.LookupEnv(envMaster); ok {
+		os.Unsetenv(envMaster)
+		return runBackgroundMaster(opts, cfg, fd)
+	}
+	if opts.foreground {
+		log := newLogger(os.Stderr, opts.verbose, "master", 0)
+		return runMaster(opts, cfg, log, func(line string, err error) {
+			if err == nil {
+				fmt.Println(line)
+			}
+		})
+	}
+	return launch(opts, cfg)
+}
+
+// launch starts the master detached (new session, stdin from /dev/null,
+// output to the log file) and waits until it reports that the first worker
+// serves every group, or why it could not.
+func launch(opts *options, cfg *Config) int {
+	fail := func(err error) int {
+		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+		return ExitError
+	}
+	if pid, err := runningPid(pidPath(cfg)); err == nil {
+		return fail(fmt.Errorf("%w (pid %d, pid file %s)", ErrAlreadyRunning, pid, pidPath(cfg)))
+	}
+	logFile, err := openLogFile(logPath(cfg))
+	if err != nil {
+		return fail(err)
+	}
+	defer logFile.Close()
+	devnull, err := os.Open(os.DevNull)
+	if err != nil {
+		return fail(err)
+	}
+	defer devnull.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fail(err)
+	}
+	defer r.Close()
+	dir, err := os.Getwd()
+	if err != nil {
+		return fail(err)
+	}
+	env := append(os.Environ(), envMaster+"=3")
+	pid, err := syscall.ForkExec(opts.exe, os.Args, &syscall.ProcAttr{
+		Dir:   dir,
+		Env:   env,
+		Files: []uintptr{devnull.Fd(), logFile.Fd(), logFile.Fd(), w.Fd()},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	w.Close()
+	if err != nil {
+		return fail(fmt.Errorf("starting the daemon: %w", err))
+	}
+	wait := cfg.readyTimeout() + 15*time.Second
+	r.SetReadDeadline(time.Now().Add(wait))
+	line, rerr := bufio.NewReader(r).ReadString('\n')
+	status, msg, _ := strings.Cut(strings.TrimSuffix(line, "\n"), " ")
+	switch {
+	case status == "ok":
+		fmt.Println(msg)
+		return ExitOK
+	case status == "error":
+		return fail(errors.New(strings.ReplaceAll(msg, `\n`, "\n")))
+	case errors.Is(rerr, os.ErrDeadlineExceeded):
+		syscall.Kill(pid, syscall.SIGINT)
+		return fail(fmt.Errorf("daemon pid %d did not report within %s; stopped it; see %s", pid, wait, logPath(cfg)))
+	}
+	return fail(fmt.Errorf("daemon pid %d exited during start; see %s", pid, logPath(cfg)))
+}
+
+// runBackgroundMaster is the master started by launch: it reports the first
+// start through the pipe named by fd, then carries on alone.
+func runBackgroundMaster(opts *options, cfg *Config, fd string) int {
+	n, err := strconv.Atoi(fd)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "gozd: bad %s=%q\n", envMaster, fd)
+		return ExitError
+	}
+	pipe := os.NewFile(uintptr(n), "gozd-launcher")
+	log := newLogger(os.Stderr, opts.verbose, "master", 0)
+	return runMaster(opts, cfg, log, func(line string, err error) {
+		if err != nil {
+			fmt.Fprintf(pipe, "error %s\n", strings.ReplaceAll(err.Error(), "\n", `\n`))
+		} else {
+			fmt.Fprintf(pipe, "ok %s\n", line)
+		}
+		pipe.Close()
+	})
+}

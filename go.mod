@@ -1,0 +1,8 @@
+module github.com/gozd/gozd
+
+go 1.26.0
+
+require (
+	github.com/coreos/go-systemd/v22 v22.7.0
+	golang.org/x/sys v0.50.0
+)

@@ -1,0 +1,120 @@
+package gozd
+
+import (
+	"fmt"
+	"os"
+	"os/user"
+	"strconv"
+	"syscall"
+)
+
+// account is the user and group workers run as.
+type account struct {
+	uid, gid uint32
+	groups   []uint32
+	name     string
+}
+
+// lookupAccount resolves the config's user and group; nil when neither is
+// set.
+func lookupAccount(cfg *Config) (*account, error) {
+	if cfg.User == "" && cfg.UserGroup == "" {
+		return nil, nil
+	}
+	a := &account{uid: uint32(os.Getuid()), gid: uint32(os.Getgid())}
+	if cfg.User != "" {
+		u, err := user.Lookup(cfg.User)
+		if err != nil {
+			if u, err = user.LookupId(cfg.User); err != nil {
+				return nil, fmt.Errorf("user %q: %w", cfg.User, err)
+			}
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		a.uid, a.gid, a.name = uint32(uid), uint32(gid), u.Username
+	}
+	if cfg.UserGroup != "" {
+		g, err := user.LookupGroup(cfg.UserGroup)
+		if err != nil {
+			if g, err = user.LookupGroupId(cfg.UserGroup); err != nil {
+				return nil, fmt.Errorf("group %q: %w", cfg.UserGroup, err)
+			}
+		}
+		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
+		a.gid = uint32(gid)
+	}
+	a.groups = []uint32{a.gid}
+	return a, nil
+}
+
+// checkAccounts checks, at start and before every reload, that the master
+// may start workers as the configured account, and that the https key and
+// certificate files are readable by that account, which is what workers load
+// them as.
+func checkAccounts(cfg *Config) error {
+	a, err := lookupAccount(cfg)
+	if err != nil || a == nil {
+		return err
+	}
+	if os.Geteuid() != 0 && (a.uid != uint32(os.Geteuid()) || a.gid != uint32(os.Getegid())) {
+		return fmt.Errorf("%s: user %q group %q: running workers as another account needs root (running as uid %d)", cfg.File, cfg.User, cfg.UserGroup, os.Geteuid())
+	}
+	for i := range cfg.Groups {
+		g := &cfg.Groups[i]
+		for _, path := range []string{g.Key, g.Cert} {
+			if path != "" && !readableBy(path, a) {
+				return fmt.Errorf("%s: %s is not readable by user %d group %d, which workers run as", g, path, a.uid, a.gid)
+			}
+		}
+	}
+	return nil
+}
+
+// readableBy reports whether a can read path, judged by its permission bits.
+func readableBy(path string, a *account) bool {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return true
+	}
+	perm := fi.Mode().Perm()
+	switch {
+	case a.uid == 0:
+		return true
+	case st.Uid == a.uid:
+		return perm&0o400 != 0
+	case st.Gid == a.gid:
+		return perm&0o040 != 0
+	}
+	return perm&0o004 != 0
+}
+
+// credential is how workers are started: as the configured account, set for
+// the exec so no application code ever runs privileged.
+func credential(cfg *Config) (*syscall.Credential, error) {
+	a, err := lookupAccount(cfg)
+	if err != nil || a == nil {
+		return nil, err
+	}
+	if a.uid == uint32(os.Getuid()) && a.gid == uint32(os.Getgid()) {
+		return nil, nil
+	}
+	return &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: a.groups}, nil
+}
+
+// setMaxFDs sets RLIMIT_NOFILE for the master and so for its workers.
+// syscall.Setrlimit (not x/sys/unix) makes the children keep it.
+func setMaxFDs(n uint64) error {
+	lim := syscall.Rlimit{Cur: n, Max: n}
+	var cur syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err == nil && cur.Max > n {
+		lim.Max = cur.Max
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		return fmt.Errorf("maxfds %d: %w", n, err)
+	}
+	return nil
+}

@@ -1,0 +1,520 @@
+package gozd
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/fcgi"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Timeouts of the HTTP servers gozd runs for http and https groups. Only the
+// header read and idle waits are bounded: a handler may stream or accept an
+// upload for as long as it likes, but a client that connects and sends
+// nothing cannot hold a connection forever.
+const (
+	DefaultReadHeaderTimeout = 10 * time.Second
+	DefaultIdleTimeout       = 2 * time.Minute
+)
+
+// closeGrace bounds how long Close waits for tcp handlers to return after
+// their connections were closed under them.
+const closeGrace = 2 * time.Second
+
+// A Daemon serves the groups of one Config in this process: the idiomatic
+// API beneath Daemonize. Build it with New, register a handler for every
+// group, then call Serve. It binds its own listeners unless it was given
+// inherited ones (as in a worker started by the master).
+//
+// A Daemon does no process management: no master, no reload, no pid file.
+// Daemonize adds those.
+type Daemon struct {
+	cfg *Config
+	log *slog.Logger
+
+	mu        sync.Mutex
+	handlers  map[string]any          // group name → http.Handler or func(Conn)
+	inherited map[string]net.Listener // listeners handed over instead of bound
+	complete  chan struct{}           // closed once every group has a handler
+	groups    []*groupServer
+	state     daemonState
+	ready     chan struct{}
+	draining  chan struct{}    // closed when Shutdown or Close starts
+	cancel    context.CancelFunc // cancels the Context of tcp Conns
+	served    chan struct{}    // closed when Serve has returned
+}
+
+type daemonState int
+
+const (
+	stateNew daemonState = iota
+	stateServing
+	stateClosed
+)
+
+// New returns a Daemon for cfg, which must be valid. A nil logger means
+// slog.Default().
+func New(cfg *Config, logger *slog.Logger) (*Daemon, error) {
+	if cfg == nil {
+		return nil, errors.New("gozd: nil config")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = slog.Default()
+	}
+	return &Daemon{
+		cfg:      cfg,
+		log:      logger,
+		handlers: make(map[string]any),
+		complete: make(chan struct{}),
+		ready:    make(chan struct{}),
+		draining: make(chan struct{}),
+		served:   make(chan struct{}),
+	}, nil
+}
+
+// Config returns the configuration the daemon serves.
+func (d *Daemon) Config() *Config { return d.cfg }
+
+// Handle registers h for the http, https or fcgi group named group.
+func (d *Daemon) Handle(group string, h http.Handler) error {
+	if h == nil {
+		return fmt.Errorf("gozd: group %q: nil handler", group)
+	}
+	return d.register(group, h)
+}
+
+// HandleFunc registers f for the http, https or fcgi group named group.
+func (d *Daemon) HandleFunc(group string, f func(http.ResponseWriter, *http.Request)) error {
+	if f == nil {
+		return fmt.Errorf("gozd: group %q: nil handler", group)
+	}
+	return d.register(group, http.HandlerFunc(f))
+}
+
+// HandleConn registers f for the tcp group named group. f runs in its own
+// goroutine for every accepted connection.
+func (d *Daemon) HandleConn(group string, f func(Conn)) error {
+	if f == nil {
+		return fmt.Errorf("gozd: group %q: nil handler", group)
+	}
+	return d.register(group, f)
+}
+
+// register checks that handler suits the group's mode and that the group has
+// none yet.
+func (d *Daemon) register(group string, handler any) error {
+	g, ok := d.cfg.Group(group)
+	if !ok {
+		return fmt.Errorf("gozd: group %q: %w (configured: %s)", group, ErrUnknownGroup, strings.Join(d.groupNames(), ", "))
+	}
+	_, isConn := handler.(func(Conn))
+	if wantConn := g.Mode == ModeTCP; wantConn != isConn {
+		want := "an http.Handler or func(http.ResponseWriter, *http.Request)"
+		if wantConn {
+			want = "a func(gozd.Conn)"
+		}
+		return fmt.Errorf("gozd: %s: %w: want %s, got %T", g, ErrHandlerKind, want, handler)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if _, dup := d.handlers[group]; dup {
+		return fmt.Errorf("gozd: %s: %w", g, ErrDuplicateHandler)
+	}
+	d.handlers[group] = handler
+	if len(d.handlers) == len(d.cfg.Groups) {
+		close(d.complete)
+	}
+	return nil
+}
+
+func (d *Daemon) groupNames() []string {
+	names := make([]string, 0, len(d.cfg.Groups))
+	for _, g := range d.cfg.Groups {
+		names = append(names, g.Name)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Ready is closed once every group serves.
+func (d *Daemon) Ready() <-chan struct{} { return d.ready }
+
+// Draining is closed once the daemon stops accepting (Shutdown or Close).
+func (d *Daemon) Draining() <-chan struct{} { return d.draining }
+
+// Addrs returns the address each group listens on, by group name, once the
+// listeners are bound (after Ready); with port 0 in the config this is where
+// to find the port picked.
+func (d *Daemon) Addrs() map[string]net.Addr {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	addrs := make(map[string]net.Addr, len(d.groups))
+	for _, gs := range d.groups {
+		addrs[gs.cfg.Name] = gs.ln.Addr()
+	}
+	return addrs
+}
+
+// Serve binds every group's listener (or takes the inherited one), waits
+// until every group has a handler, serves them all, and closes Ready. When ctx
+// is done it drains as Shutdown does, bounded by the config's drain_timeout,
+// and returns nil. After Shutdown or Close it returns ErrClosed. An error
+// binding a listener or loading a TLS key pair is returned before anything
+// serves.
+func (d *Daemon) Serve(ctx context.Context) error {
+	d.mu.Lock()
+	if d.state != stateNew {
+		d.mu.Unlock()
+		return ErrServing
+	}
+	d.state = stateServing
+	d.mu.Unlock()
+	defer close(d.served)
+
+	groups, err := d.prepare()
+	if err != nil {
+		return err
+	}
+	connCtx, cancel := context.WithCancel(context.Background())
+	d.mu.Lock()
+	d.groups = groups
+	d.cancel = cancel
+	d.mu.Unlock()
+
+	select {
+	case <-d.complete:
+	case <-ctx.Done():
+		d.Close()
+		return nil
+	case <-d.draining:
+		return ErrClosed
+	}
+
+	var wg sync.WaitGroup
+	d.mu.Lock()
+	for _, gs := range groups {
+		gs.start(d.handlers[gs.cfg.Name], connCtx, &wg)
+	}
+	d.mu.Unlock()
+	close(d.ready)
+	for _, gs := range groups {
+		d.log.Debug("serving", "group", gs.cfg.Name, "mode", gs.cfg.Mode, "addr", gs.ln.Addr().String())
+	}
+
+	select {
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.drainTimeout())
+		defer cancel()
+		d.Shutdown(sctx)
+		wg.Wait()
+		return nil
+	case <-d.draining:
+		wg.Wait()
+		return ErrClosed
+	}
+}
+
+// prepare makes a groupServer for every configured group, with its listener
+// and, for https, its key pair loaded afresh (so a new worker picks up a
+// rotated certificate). On error nothing is left open.
+func (d *Daemon) prepare() ([]*groupServer, error) {
+	var groups []*groupServer
+	fail := func(err error) ([]*groupServer, error) {
+		for _, gs := range groups {
+			gs.ln.Close()
+		}
+		return nil, err
+	}
+	for i := range d.cfg.Groups {
+		g := &d.cfg.Groups[i]
+		gs := &groupServer{cfg: g, log: d.log.With("group", g.Name), tracker: newConnTracker()}
+		if g.Mode == ModeHTTPS {
+			cert, err := tls.LoadX509KeyPair(g.Cert, g.Key)
+			if err != nil {
+				return fail(fmt.Errorf("%s: loading key pair: %w", g, err))
+			}
+			gs.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+		}
+		d.mu.Lock()
+		ln, ok := d.inherited[g.Name]
+		d.mu.Unlock()
+		if !ok {
+			var err error
+			if ln, err = listen(g); err != nil {
+				return fail(err)
+			}
+		}
+		gs.ln = ln
+		groups = append(groups, gs)
+	}
+	return groups, nil
+}
+
+// Shutdown drains gracefully: every group stops accepting, idle connections
+// are closed at once, in-flight requests and tcp handlers run to their end
+// (HTTP responses then carry "Connection: close"), and the connections close
+// as they become idle. Unlike http.Server.Shutdown it never closes a
+// connection that has a request in flight or one that was just accepted and
+// not yet read, so no request that reached this process goes unanswered.
+// When ctx ends first, Shutdown closes what remains, as Close does, and
+// returns ctx.Err().
+func (d *Daemon) Shutdown(ctx context.Context) error {
+	groups := d.stop()
+	for _, gs := range groups {
+		gs.drain()
+	}
+	for _, gs := range groups {
+		select {
+		case <-gs.tracker.done:
+		case <-ctx.Done():
+			d.Close()
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Close stops at once: listeners and every connection are closed. It waits
+// briefly for tcp handlers to return.
+func (d *Daemon) Close() error {
+	groups := d.stop()
+	for _, gs := range groups {
+		gs.close()
+	}
+	return nil
+}
+
+// stop closes the listeners once, cancels the Conn contexts and returns the
+// groups to drain or close.
+func (d *Daemon) stop() []*groupServer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	select {
+	case <-d.draining:
+	default:
+		close(d.draining)
+		if d.state == stateNew {
+			d.state = stateClosed
+		}
+		if d.cancel != nil {
+			d.cancel()
+		}
+		for _, gs := range d.groups {
+			gs.ln.Close()
+		}
+	}
+	return slices.Clone(d.groups)
+}
+
+// connCount reports the open connections of every group, for the log.
+func (d *Daemon) connCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	n := 0
+	for _, gs := range d.groups {
+		n += gs.tracker.count()
+	}
+	return n
+}
+
+// groupServer serves one group on its listener.
+type groupServer struct {
+	cfg       *GroupConfig
+	log       *slog.Logger
+	ln        net.Listener
+	tlsConfig *tls.Config
+	tracker   *connTracker
+
+	http *http.Server  // http and https
+	tcp  sync.WaitGroup // running tcp handlers
+}
+
+// start begins serving with handler; wg is done when the accept loop ends.
+func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.WaitGroup) {
+	wg.Add(1)
+	switch gs.cfg.Mode {
+	case ModeTCP:
+		go func() {
+			defer wg.Done()
+			gs.serveTCP(handler.(func(Conn)), connCtx)
+		}()
+	case ModeFCGI:
+		go func() {
+			defer wg.Done()
+			err := fcgi.Serve(&fcgiListener{Listener: gs.ln, tracker: gs.tracker}, handler.(http.Handler))
+			gs.logAcceptEnd(err)
+		}()
+	default: // http, https
+		gs.http = &http.Server{
+			Handler:           handler.(http.Handler),
+			ReadHeaderTimeout: DefaultReadHeaderTimeout,
+			IdleTimeout:       DefaultIdleTimeout,
+			TLSConfig:         gs.tlsConfig,
+			ConnState:         gs.trackHTTP,
+			ErrorLog:          slog.NewLogLogger(gs.log.Handler(), slog.LevelDebug),
+		}
+		go func() {
+			defer wg.Done()
+			var err error
+			if gs.tlsConfig != nil {
+				err = gs.http.ServeTLS(gs.ln, "", "")
+			} else {
+				err = gs.http.Serve(gs.ln)
+			}
+			gs.logAcceptEnd(err)
+		}()
+	}
+}
+
+func (gs *groupServer) logAcceptEnd(err error) {
+	if err != nil && !errors.Is(err, net.ErrClosed) && !errors.Is(err, http.ErrServerClosed) {
+		gs.log.Error("accept loop ended", "err", err)
+	}
+}
+
+// trackHTTP follows the state of the group's HTTP connections.
+func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		gs.tracker.add(c)
+	case http.StateActive:
+		gs.tracker.setIdle(c, false, false)
+	case http.StateIdle:
+		gs.tracker.setIdle(c, true, isHTTP2(c))
+	case http.StateHijacked, http.StateClosed:
+		gs.tracker.remove(c)
+	}
+}
+
+func isHTTP2(c net.Conn) bool {
+	tc, ok := c.(*tls.Conn)
+	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
+}
+
+// drain starts the group's graceful drain; the listener is already closed.
+func (gs *groupServer) drain() {
+	if gs.http != nil {
+		// With keep-alives off, every response from now on carries
+		// "Connection: close" and HTTP/2 connections send GOAWAY once idle.
+		gs.http.SetKeepAlivesEnabled(false)
+	}
+	gs.tracker.drain()
+}
+
+// close cuts every connection of the group.
+func (gs *groupServer) close() {
+	if gs.http != nil {
+		gs.http.Close()
+	}
+	gs.tracker.closeAll()
+	if gs.cfg.Mode == ModeTCP {
+		done := make(chan struct{})
+		go func() { gs.tcp.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(closeGrace):
+			gs.log.Warn("tcp handlers still running after their connections were closed")
+		}
+	}
+}
+
+// serveTCP accepts connections and runs handler on each until the listener
+// is closed.
+func (gs *groupServer) serveTCP(handler func(Conn), connCtx context.Context) {
+	var backoff time.Duration
+	for {
+		c, err := gs.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Out of descriptors and the like: wait and retry rather
+			// than spin or give up, as net/http does.
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			gs.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		conn := &tcpConn{Conn: c, ctx: connCtx}
+		gs.tracker.add(conn)
+		gs.tcp.Add(1)
+		go func() {
+			defer gs.tcp.Done()
+			defer func() {
+				conn.Close()
+				gs.tracker.remove(conn)
+			}()
+			defer func() {
+				if r := recover(); r != nil {
+					gs.log.Error("tcp handler panicked", "remote", c.RemoteAddr().String(), "panic", r)
+				}
+			}()
+			handler(conn)
+		}()
+	}
+}
+
+// fcgiListener tracks the connections of a FastCGI group; net/http/fcgi
+// offers no connection hook of its own.
+type fcgiListener struct {
+	net.Listener
+	tracker *connTracker
+}
+
+func (l *fcgiListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	fc := &fcgiConn{Conn: c, tracker: l.tracker}
+	l.tracker.add(fc)
+	return fc, nil
+}
+
+// fcgiConn tells the tracker when its connection is idle: it turns busy when
+// a request's records arrive and idle when the FastCGI END_REQUEST record
+// goes out. net/http/fcgi writes every record with one Write, and web servers
+// such as nginx send a connection's next request only after the previous
+// response, so this is exact for them. A connection just accepted is busy
+// until its first request is answered.
+type fcgiConn struct {
+	net.Conn
+	tracker *connTracker
+	once    sync.Once
+}
+
+// fcgiEndRequest is the FastCGI record type FCGI_END_REQUEST.
+const fcgiEndRequest = 3
+
+func (c *fcgiConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.tracker.setIdle(c, false, false)
+	}
+	return n, err
+}
+
+func (c *fcgiConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err == nil && len(p) >= 2 && p[0] == 1 && p[1] == fcgiEndRequest {
+		c.tracker.setIdle(c, true, false)
+	}
+	return n, err
+}
+
+func (c *fcgiConn) Close() error {
+	c.once.Do(func() { c.tracker.remove(c) })
+	return c.Conn.Close()
+}

@@ -1,0 +1,102 @@
+package gozd
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sort"
+	"syscall"
+)
+
+// runWorker is Daemonize in a worker: it builds the default daemon on the
+// inherited listeners, serves once every group has a handler, reports ready
+// to the master, and drains on the master's order. The returned channel is
+// closed once serving is over.
+func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
+	log := newLogger(os.Stderr, h.Verbose, "worker", h.Generation)
+	ctlFile := os.NewFile(workerControlFD, "gozd-control")
+	ctl, err := net.FileConn(ctlFile)
+	ctlFile.Close()
+	if err != nil {
+		return nil, nil, fmt.Errorf("gozd: control socket from the master: %w", err)
+	}
+	d, err := New(h.Config, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	d.inherited = make(map[string]net.Listener, len(h.Listeners))
+	names := make([]string, 0, len(h.Listeners))
+	for name := range h.Listeners {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		ln, err := listenerFromFD(h.Listeners[name], name)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gozd: group %q: %w", name, err)
+		}
+		d.inherited[name] = ln
+	}
+
+	ctx, drain := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := d.Serve(ctx); err != nil && !errors.Is(err, ErrClosed) {
+			// Nothing serves; the master sees the exit and keeps
+			// the previous worker.
+			fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+			os.Exit(1)
+		}
+		log.Debug("drained")
+	}()
+	go func() {
+		select {
+		case <-d.Ready():
+			fmt.Fprintf(ctl, "ready\n")
+			log.Debug("ready")
+		case <-d.Draining():
+		}
+	}()
+	go func() {
+		// Orders from the master; EOF means the master is gone, and a
+		// worker without a master drains and leaves.
+		sc := bufio.NewScanner(ctl)
+		for sc.Scan() {
+			switch sc.Text() {
+			case "drain":
+				fmt.Fprintf(ctl, "draining %d\n", d.connCount())
+				drain()
+			case "stop":
+				d.Close()
+			}
+		}
+		log.Debug("master gone; draining")
+		drain()
+	}()
+	go workerSignals(d, drain, log)
+	return d, done, nil
+}
+
+// workerSignals lets an operator who signals a worker directly get what the
+// same signal does to the master: graceful or fast stop. A reload is the
+// master's job. A broken stderr pipe (the master died) must not kill the
+// worker while it drains.
+func workerSignals(d *Daemon, drain func(), log interface{ Info(string, ...any) }) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+	for sig := range sigs {
+		switch sig {
+		case syscall.SIGTERM, syscall.SIGQUIT:
+			drain()
+		case syscall.SIGINT:
+			d.Close()
+		case syscall.SIGHUP:
+			log.Info("SIGHUP to a worker is ignored; send it to the master to reload")
+		}
+	}
+}
