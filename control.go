@@ -21,11 +21,11 @@ var controlSignals = map[string]syscall.Signal{
 // status is what the master tells -s through the state file beside its pid
 // file: which config it serves, its workers, and how the last reload went.
 type status struct {
-	Pid    int    `json:"pid"`
-	Config string `json:"config"`
-	Worker int    `json:"worker"` // current worker's pid, 0 while none serves
-	Gen    int    `json:"gen"`
-	HUPs   int    `json:"hups"` // SIGHUPs received so far
+	Pid    int           `json:"pid"`
+	Config string        `json:"config"`
+	Worker int           `json:"worker"` // current worker's pid, 0 while none serves
+	Gen    int           `json:"gen"`
+	HUPs   int           `json:"hups"` // SIGHUPs received so far
 	Last   *reloadResult `json:"last,omitempty"`
 }
 

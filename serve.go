@@ -47,9 +47,9 @@ type Daemon struct {
 	groups    []*groupServer
 	state     daemonState
 	ready     chan struct{}
-	draining  chan struct{}    // closed when Shutdown or Close starts
+	draining  chan struct{}      // closed when Shutdown or Close starts
 	cancel    context.CancelFunc // cancels the Context of tcp Conns
-	served    chan struct{}    // closed when Serve has returned
+	served    chan struct{}      // closed when Serve has returned
 }
 
 type daemonState int
@@ -336,7 +336,7 @@ type groupServer struct {
 	tlsConfig *tls.Config
 	tracker   *connTracker
 
-	http *http.Server  // http and https
+	http *http.Server   // http and https
 	tcp  sync.WaitGroup // running tcp handlers
 }
 
