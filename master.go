@@ -66,7 +66,15 @@ type heldListener struct {
 	fd  int // close-on-exec duplicate handed to workers
 }
 
-func listenKey(g *GroupConfig) string { return g.Network + " " + g.Address }
+// listenKey identifies a listener across reloads: a group whose address is
+// unchanged keeps its socket. An address with port 0 ("any free port") names
+// no particular socket, so there the group's name keys it.
+func listenKey(g *GroupConfig) string {
+	if g.Network == "tcp" && strings.HasSuffix(g.Address, ":0") {
+		return g.Network + " " + g.Address + " " + g.Name
+	}
+	return g.Network + " " + g.Address
+}
 
 func (h *heldListener) close() {
 	// The master owns unix socket files: it removes them itself, below,
