@@ -49,7 +49,7 @@ type Daemon struct {
 	ready     chan struct{}
 	draining  chan struct{}      // closed when Shutdown or Close starts
 	cancel    context.CancelFunc // cancels the Context of tcp Conns
-	served    chan struct{}      // closed when Serve has returned
+	accepting sync.WaitGroup     // the groups' accept loops
 }
 
 type daemonState int
@@ -79,7 +79,6 @@ func New(cfg *Config, logger *slog.Logger) (*Daemon, error) {
 		complete: make(chan struct{}),
 		ready:    make(chan struct{}),
 		draining: make(chan struct{}),
-		served:   make(chan struct{}),
 	}, nil
 }
 
@@ -180,7 +179,6 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	d.state = stateServing
 	d.mu.Unlock()
-	defer close(d.served)
 
 	groups, err := d.prepare()
 	if err != nil {
@@ -201,10 +199,15 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		return ErrClosed
 	}
 
-	var wg sync.WaitGroup
 	d.mu.Lock()
+	select {
+	case <-d.draining:
+		d.mu.Unlock()
+		return ErrClosed
+	default:
+	}
 	for _, gs := range groups {
-		gs.start(d.handlers[gs.cfg.Name], connCtx, &wg)
+		gs.start(d.handlers[gs.cfg.Name], connCtx, &d.accepting)
 	}
 	d.mu.Unlock()
 	close(d.ready)
@@ -217,10 +220,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.drainTimeout())
 		defer cancel()
 		d.Shutdown(sctx)
-		wg.Wait()
 		return nil
 	case <-d.draining:
-		wg.Wait()
+		d.accepting.Wait()
 		return ErrClosed
 	}
 }
@@ -271,6 +273,10 @@ func (d *Daemon) prepare() ([]*groupServer, error) {
 // returns ctx.Err().
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	groups := d.stop()
+	// Every connection the accept loops took is tracked by the time they
+	// end; draining before that could miss one accepted at the last moment
+	// and let the process exit under it.
+	d.accepting.Wait()
 	for _, gs := range groups {
 		gs.drain()
 	}
