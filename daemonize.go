@@ -188,10 +188,25 @@ func run(opts *options) int {
 		return runBackgroundMaster(opts, cfg, fd)
 	}
 	if opts.foreground {
+		if cfg.LogFile != "" {
+			// The foreground logs to stderr, but a log file the
+			// daemon could not write in the background is a mistake
+			// to report now, not at the next start.
+			f, err := openLogFile(cfg.LogFile)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+				return ExitError
+			}
+			f.Close()
+		}
 		log := newLogger(os.Stderr, opts.verbose, "master", 0)
 		return runMaster(opts, cfg, log, func(line string, err error) {
 			if err == nil {
 				fmt.Println(line)
+			} else {
+				// Plainly, as a start without -f reports it, not
+				// only quoted in the log line.
+				fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
 			}
 		})
 	}
