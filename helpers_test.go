@@ -226,17 +226,22 @@ func processAlive(pid int) bool {
 	return i < 0 || i+2 >= len(s) || s[i+2] != 'Z'
 }
 
-// childPids returns the pids of the children of pid.
+// childPids returns the pids of the children of pid. A Go program forks
+// from whichever thread runs the goroutine, and the kernel lists each child
+// under that thread only, so every thread's list is read.
 func childPids(pid int) []int {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
-	if err != nil {
-		return nil
-	}
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
 	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		var c int
-		fmt.Sscan(f, &c)
-		pids = append(pids, c)
+	for _, task := range tasks {
+		b, err := os.ReadFile(task)
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			var c int
+			fmt.Sscan(f, &c)
+			pids = append(pids, c)
+		}
 	}
 	return pids
 }

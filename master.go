@@ -64,6 +64,10 @@ type heldListener struct {
 	g   GroupConfig // the group it was bound for
 	ln  net.Listener
 	fd  int // close-on-exec duplicate handed to workers
+
+	inherited bool // passed by socket activation: its socket file is the passer's, not ours to remove
+
+	closed bool // close ran: the fd number may belong to another file now
 }
 
 // listenKey identifies a listener across reloads: a group whose address is
@@ -77,6 +81,10 @@ func listenKey(g *GroupConfig) string {
 }
 
 func (h *heldListener) close() {
+	if h.closed {
+		return
+	}
+	h.closed = true
 	// The master owns unix socket files: it removes them itself, below,
 	// only when no worker will use the socket again.
 	if ul, ok := h.ln.(*net.UnixListener); ok {
@@ -84,7 +92,7 @@ func (h *heldListener) close() {
 	}
 	h.ln.Close()
 	unix.Close(h.fd)
-	if h.g.Network == "unix" {
+	if h.g.Network == "unix" && !h.inherited {
 		os.Remove(h.g.Address)
 	}
 }
@@ -110,6 +118,7 @@ type worker struct {
 	started time.Time
 	drained time.Time // when it was told to drain
 	timer   *time.Timer
+	late    bool // killed for not being ready within ready_timeout
 	tail    *tailBuffer
 	outDone chan struct{}
 }
@@ -233,6 +242,7 @@ func (m *master) loop() int {
 		case evReadyTimeout:
 			if ev.w == m.starting {
 				m.log.Error("new worker not ready in time; killing it", "worker", ev.w.pid, "gen", ev.w.gen, "ready_timeout", ev.w.cfg.readyTimeout())
+				ev.w.late = true
 				syscall.Kill(ev.w.pid, syscall.SIGKILL)
 			}
 		case evDrainTimeout:
@@ -262,6 +272,9 @@ func (m *master) signal(sig os.Signal) (code int, done bool) {
 		m.hups++
 		m.log.Info("reload asked")
 		m.reload()
+		// -s reload reads the HUP count to tell its reload from one
+		// already under way: it must include this one at once.
+		m.saveStatus()
 	case syscall.SIGUSR1:
 		m.reopen()
 	case syscall.SIGQUIT, syscall.SIGTERM:
@@ -351,7 +364,7 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 		if ul, ok := ln.(*net.UnixListener); ok {
 			ul.SetUnlinkOnClose(false)
 		}
-		h := &heldListener{key: key, g: *g, ln: ln, fd: fd}
+		h := &heldListener{key: key, g: *g, ln: ln, fd: fd, inherited: activated[g.Name] != nil}
 		held[key] = h
 		added = append(added, h)
 	}
@@ -552,7 +565,7 @@ func exitDescription(ws unix.WaitStatus) string {
 	case ws.Exited():
 		return fmt.Sprintf("exit status %d", ws.ExitStatus())
 	case ws.Signaled():
-		return fmt.Sprintf("killed by %v", ws.Signal())
+		return "killed by " + unix.SignalName(ws.Signal())
 	}
 	return fmt.Sprintf("wait status %#x", uint32(ws))
 }
@@ -575,8 +588,14 @@ func (m *master) exited(w *worker, ws unix.WaitStatus) {
 		case <-w.outDone:
 		case <-time.After(500 * time.Millisecond):
 		}
-		err := fmt.Errorf("new worker %d (pid %d) failed before it was ready: %s; its last output:\n%s", w.gen, w.pid, how, w.tail.String())
-		if m.stopping == "" {
+		if w.late {
+			how = fmt.Sprintf("not ready within ready_timeout %s, %s", w.cfg.readyTimeout(), how)
+		}
+		err := fmt.Errorf("new worker %d (pid %d) failed before it was ready: %s", w.gen, w.pid, how)
+		if out := w.tail.String(); out != "" {
+			err = fmt.Errorf("%w; its last output:\n%s", err, out)
+		}
+		if m.stopping == "" && m.everReady {
 			m.log.Error("reload failed; the current worker keeps serving", "worker", w.pid, "gen", w.gen, "status", how, "output", w.tail.String())
 		}
 		if !m.everReady {
@@ -649,6 +668,15 @@ func (m *master) shutdown(how string) {
 			w.send("stop")
 		}
 		w.timer = time.AfterFunc(wait, func() { m.events <- event{kind: evDrainTimeout, w: w} })
+	}
+	// Stop accepting now. The workers close their copies as they drain;
+	// were the master to keep its own, the kernel would go on queueing
+	// connections that no process accepts, until the master exits.
+	m.closeListeners()
+	if m.starting != nil {
+		for _, h := range m.starting.added {
+			h.close()
+		}
 	}
 }
 

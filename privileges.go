@@ -106,13 +106,11 @@ func credential(cfg *Config) (*syscall.Credential, error) {
 }
 
 // setMaxFDs sets RLIMIT_NOFILE for the master and so for its workers.
-// syscall.Setrlimit (not x/sys/unix) makes the children keep it.
+// syscall.Setrlimit (not x/sys/unix) makes the children keep it. The hard
+// limit is set too: a Go worker raises its soft limit to the hard one as it
+// starts, so a soft limit alone would not hold there.
 func setMaxFDs(n uint64) error {
 	lim := syscall.Rlimit{Cur: n, Max: n}
-	var cur syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur); err == nil && cur.Max > n {
-		lim.Max = cur.Max
-	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
 		return fmt.Errorf("maxfds %d: %w", n, err)
 	}
