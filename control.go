@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 )
@@ -145,7 +146,8 @@ func control(opts *options, cmd string) (string, error) {
 			wait = stopTimeout + 5*time.Second
 		}
 		deadline := time.Now().Add(wait)
-		for !lockFree(path) {
+		// The lock goes as the master's last act; its exit follows.
+		for !lockFree(path) || !processGone(pid) {
 			if time.Now().After(deadline) {
 				return "", fmt.Errorf("pid %d still running %s after %s", pid, cmd, wait)
 			}
@@ -175,4 +177,20 @@ func waitReload(statePath string, pid, hups int, cfg *Config) (string, error) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	return "", fmt.Errorf("no reload result from pid %d within %s", pid, wait)
+}
+
+// processGone reports whether pid has exited. A zombie counts as gone: it
+// holds nothing any more, and its reaping is its parent's business.
+func processGone(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return errors.Is(err, os.ErrNotExist)
+	}
+	// The state follows the command name in parentheses.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }

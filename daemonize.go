@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -14,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Exit statuses of a gozd program that Daemonize ends.
@@ -178,6 +181,7 @@ func run(opts *options) int {
 		fmt.Println(msg)
 		return ExitOK
 	}
+	closeOnExecFrom(3)
 	cfg, err := LoadConfig(opts.config)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
@@ -289,4 +293,21 @@ func runBackgroundMaster(opts *options, cfg *Config, fd string) int {
 		}
 		pipe.Close()
 	})
+}
+
+// closeOnExecFrom marks every descriptor from fd up close-on-exec, so that
+// nothing the caller left open reaches the daemon's processes: a pipe held
+// by a background daemon keeps, say, `out=$(app -c conf)` waiting for ever.
+// The files gozd hands to a process it starts are passed explicitly.
+func closeOnExecFrom(fd int) {
+	if unix.CloseRange(uint(fd), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC) == nil {
+		return
+	}
+	// Kernels before 5.11 have no CLOSE_RANGE_CLOEXEC.
+	entries, _ := os.ReadDir("/proc/self/fd")
+	for _, e := range entries {
+		if n, err := strconv.Atoi(e.Name()); err == nil && n >= fd {
+			syscall.CloseOnExec(n)
+		}
+	}
 }
