@@ -3,53 +3,103 @@ package gozd
 import (
 	"net"
 	"sync"
+	"time"
 )
+
+// h2Linger is how long an idle HTTP/2 connection of a draining group stays
+// open before it is closed: the server may still be flushing the frames that
+// ended its last stream when it reports the connection idle, and a client
+// that opens a new stream meanwhile is answered with GOAWAY. net/http's own
+// HTTP/2 shutdown waits as long.
+const h2Linger = time.Second
 
 // connTracker is the set of open connections of one group, each either busy
 // or idle, that lets a group drain: once draining, idle connections are
 // closed the moment they become idle, busy ones are left to finish, and done
-// is closed when the set is empty.
+// is closed when the set is empty and no more connections can arrive.
 //
 // Connections accepted after draining started (the accept loop raced with
 // the listener closing) are tracked and served like any other: they were
 // taken off the shared backlog by this process, so no other process can
-// answer them.
+// answer them. That is why done waits for seal, which the daemon calls once
+// the group's accept loop has ended.
 type connTracker struct {
 	mu       sync.Mutex
-	conns    map[net.Conn]bool // value: idle
+	conns    map[net.Conn]connState
 	draining bool
-	done     chan struct{} // closed once draining and conns is empty
+	sealed   bool          // no connection will be added any more
+	done     chan struct{} // closed once draining, sealed and conns is empty
+}
+
+type connState struct {
+	idle    bool
+	linger  bool // HTTP/2: close a while after it turns idle, not at once
+	closing bool // a delayed close is pending
 }
 
 func newConnTracker() *connTracker {
-	return &connTracker{conns: make(map[net.Conn]bool), done: make(chan struct{})}
+	return &connTracker{conns: make(map[net.Conn]connState), done: make(chan struct{})}
 }
 
 // add tracks a new connection as busy.
 func (t *connTracker) add(c net.Conn) {
 	t.mu.Lock()
-	t.conns[c] = false
+	t.conns[c] = connState{}
 	t.mu.Unlock()
 }
 
 // setIdle records whether c is idle. An idle connection of a draining group
-// is closed at once unless the protocol closes it itself (HTTP/2 sends
-// GOAWAY when its last stream ends in a server with keep-alives disabled).
-func (t *connTracker) setIdle(c net.Conn, idle, selfClosing bool) {
+// is closed at once, or after h2Linger when linger is set.
+func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 	t.mu.Lock()
-	if _, ok := t.conns[c]; !ok {
+	st, ok := t.conns[c]
+	if !ok {
 		t.mu.Unlock()
 		return
 	}
-	if idle && t.draining && !selfClosing {
+	st.idle, st.linger = idle, linger
+	t.conns[c] = st
+	closeNow := idle && t.draining && t.closeIdleLocked(c)
+	t.mu.Unlock()
+	if closeNow {
+		c.Close()
+	}
+}
+
+// closeIdleLocked handles idle connection c of a draining group: it reports
+// whether to close c now (it is then no longer tracked), or arranges a
+// delayed close for a lingering one.
+func (t *connTracker) closeIdleLocked(c net.Conn) bool {
+	st := t.conns[c]
+	if !st.linger {
 		delete(t.conns, c)
 		t.checkDoneLocked()
+		return true
+	}
+	if !st.closing {
+		st.closing = true
+		t.conns[c] = st
+		time.AfterFunc(h2Linger, func() { t.closeIfIdle(c) })
+	}
+	return false
+}
+
+// closeIfIdle closes c if it is still tracked and idle.
+func (t *connTracker) closeIfIdle(c net.Conn) {
+	t.mu.Lock()
+	st, ok := t.conns[c]
+	if ok {
+		st.closing = false
+		t.conns[c] = st
+	}
+	if !ok || !st.idle {
 		t.mu.Unlock()
-		c.Close()
 		return
 	}
-	t.conns[c] = idle
+	delete(t.conns, c)
+	t.checkDoneLocked()
 	t.mu.Unlock()
+	c.Close()
 }
 
 // remove forgets c, which its owner has closed or is closing.
@@ -63,30 +113,45 @@ func (t *connTracker) remove(c net.Conn) {
 // drain starts draining: idle connections are closed now, busy ones when
 // they turn idle or are removed.
 func (t *connTracker) drain() {
-	t.closeWhere(func(idle bool) bool { return idle })
-}
-
-// closeAll closes every connection, busy or not: the hard stop.
-func (t *connTracker) closeAll() {
-	t.closeWhere(func(bool) bool { return true })
-}
-
-// closeWhere marks the group draining and closes the connections for which
-// pick says so. Closing happens outside the lock: a TLS close writes an alert
-// and may take a while.
-func (t *connTracker) closeWhere(pick func(idle bool) bool) {
 	t.mu.Lock()
 	t.draining = true
 	var closing []net.Conn
-	for c, idle := range t.conns {
-		if pick(idle) {
-			delete(t.conns, c)
+	for c, st := range t.conns {
+		if st.idle && t.closeIdleLocked(c) {
 			closing = append(closing, c)
 		}
 	}
 	t.checkDoneLocked()
 	t.mu.Unlock()
-	for _, c := range closing {
+	closeConns(closing)
+}
+
+// seal says that no connection will be added any more.
+func (t *connTracker) seal() {
+	t.mu.Lock()
+	t.sealed = true
+	t.checkDoneLocked()
+	t.mu.Unlock()
+}
+
+// closeAll closes every connection, busy or not: the hard stop.
+func (t *connTracker) closeAll() {
+	t.mu.Lock()
+	t.draining, t.sealed = true, true
+	closing := make([]net.Conn, 0, len(t.conns))
+	for c := range t.conns {
+		closing = append(closing, c)
+	}
+	clear(t.conns)
+	t.checkDoneLocked()
+	t.mu.Unlock()
+	closeConns(closing)
+}
+
+// closeConns closes outside the tracker's lock: a TLS close writes an alert
+// and may take a while.
+func closeConns(conns []net.Conn) {
+	for _, c := range conns {
 		c.Close()
 	}
 }
@@ -99,7 +164,7 @@ func (t *connTracker) count() int {
 }
 
 func (t *connTracker) checkDoneLocked() {
-	if !t.draining || len(t.conns) > 0 {
+	if !t.draining || !t.sealed || len(t.conns) > 0 {
 		return
 	}
 	select {

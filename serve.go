@@ -1,10 +1,12 @@
 package gozd
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -13,6 +15,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -173,8 +176,11 @@ func (d *Daemon) Addrs() map[string]net.Addr {
 // serves.
 func (d *Daemon) Serve(ctx context.Context) error {
 	d.mu.Lock()
-	if d.state != stateNew {
+	if state := d.state; state != stateNew {
 		d.mu.Unlock()
+		if state == stateClosed {
+			return ErrClosed
+		}
 		return ErrServing
 	}
 	d.state = stateServing
@@ -186,6 +192,18 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	connCtx, cancel := context.WithCancel(context.Background())
 	d.mu.Lock()
+	select {
+	case <-d.draining:
+		// Shutdown or Close ran while prepare bound the listeners, too
+		// early to close them.
+		d.mu.Unlock()
+		cancel()
+		for _, gs := range groups {
+			gs.ln.Close()
+		}
+		return ErrClosed
+	default:
+	}
 	d.groups = groups
 	d.cancel = cancel
 	d.mu.Unlock()
@@ -273,12 +291,18 @@ func (d *Daemon) prepare() ([]*groupServer, error) {
 // returns ctx.Err().
 func (d *Daemon) Shutdown(ctx context.Context) error {
 	groups := d.stop()
+	for _, gs := range groups {
+		// From now on every response says "Connection: close" and idle
+		// connections are closed, also while the accept loops wind down.
+		gs.draining.Store(true)
+		gs.tracker.drain()
+	}
 	// Every connection the accept loops took is tracked by the time they
-	// end; draining before that could miss one accepted at the last moment
-	// and let the process exit under it.
+	// end; finishing before that could miss one accepted at the last
+	// moment and let the process exit under it.
 	d.accepting.Wait()
 	for _, gs := range groups {
-		gs.drain()
+		gs.tracker.seal()
 	}
 	for _, gs := range groups {
 		select {
@@ -342,8 +366,9 @@ type groupServer struct {
 	tlsConfig *tls.Config
 	tracker   *connTracker
 
-	http *http.Server   // http and https
-	tcp  sync.WaitGroup // running tcp handlers
+	http     *http.Server   // http and https
+	draining atomic.Bool    // responses say "Connection: close"
+	tcp      sync.WaitGroup // running tcp handlers
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -363,7 +388,7 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 		}()
 	default: // http, https
 		gs.http = &http.Server{
-			Handler:           handler.(http.Handler),
+			Handler:           gs.closeWhenDraining(handler.(http.Handler)),
 			ReadHeaderTimeout: DefaultReadHeaderTimeout,
 			IdleTimeout:       DefaultIdleTimeout,
 			TLSConfig:         gs.tlsConfig,
@@ -403,19 +428,81 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	}
 }
 
+// closeWhenDraining makes every response that starts once the group is
+// draining carry "Connection: close" — also the response of a request that
+// was already in flight when the drain began: HTTP/1 then closes the
+// connection after the response, HTTP/2 sends GOAWAY. This is used instead of
+// SetKeepAlivesEnabled(false), which also closes connections accepted over
+// five seconds ago whose request has not arrived yet, and of Shutdown, which
+// can read a request and close its connection unanswered.
+func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h.ServeHTTP(&drainingWriter{ResponseWriter: w, draining: &gs.draining}, r)
+	})
+}
+
+// drainingWriter adds "Connection: close" to a response whose header goes out
+// while its group drains. It keeps the optional interfaces of the writer it
+// wraps that handlers use: Flusher, Hijacker, io.ReaderFrom (sendfile), and
+// Unwrap for http.ResponseController.
+type drainingWriter struct {
+	http.ResponseWriter
+	draining    *atomic.Bool
+	wroteHeader bool
+}
+
+// beforeHeader runs before the response header is sent.
+func (w *drainingWriter) beforeHeader() {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	if w.draining.Load() {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+func (w *drainingWriter) WriteHeader(code int) {
+	if code >= 200 { // 1xx responses leave the final header to come
+		w.beforeHeader()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *drainingWriter) Write(p []byte) (int, error) {
+	w.beforeHeader()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *drainingWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.beforeHeader()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *drainingWriter) Flush() {
+	w.beforeHeader()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+func (w *drainingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
+		return hj.Hijack()
+	}
+	return nil, nil, http.ErrNotSupported
+}
+
+func (w *drainingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// isHTTP2 reports whether c speaks HTTP/2, whose connections linger a moment
+// when idle in a drain.
 func isHTTP2(c net.Conn) bool {
 	tc, ok := c.(*tls.Conn)
 	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
-}
-
-// drain starts the group's graceful drain; the listener is already closed.
-func (gs *groupServer) drain() {
-	if gs.http != nil {
-		// With keep-alives off, every response from now on carries
-		// "Connection: close" and HTTP/2 connections send GOAWAY once idle.
-		gs.http.SetKeepAlivesEnabled(false)
-	}
-	gs.tracker.drain()
 }
 
 // close cuts every connection of the group.
