@@ -170,7 +170,13 @@ func waitReload(statePath string, pid, hups int, cfg *Config) (string, error) {
 		}
 		if err == nil && st.Last != nil && st.Last.Began > hups {
 			if !st.Last.OK {
+				if st.Worker == 0 {
+					return "", fmt.Errorf("reload failed and no worker is serving (the master keeps retrying): %s", st.Last.Error)
+				}
 				return "", fmt.Errorf("reload failed, old worker %d keeps serving: %s", st.Worker, st.Last.Error)
+			}
+			if st.Last.OldWorker == 0 {
+				return fmt.Sprintf("gozd: reloaded pid %d: worker %d serves (none was serving before)", pid, st.Last.NewWorker), nil
 			}
 			return fmt.Sprintf("gozd: reloaded pid %d: worker %d replaced worker %d", pid, st.Last.NewWorker, st.Last.OldWorker), nil
 		}

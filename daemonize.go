@@ -204,6 +204,9 @@ func run(opts *options) int {
 			f.Close()
 		}
 		log := newLogger(os.Stderr, opts.verbose, "master", 0)
+		if cfg.LogFile != "" {
+			log.Info("logging to stderr in the foreground; the logfile is for background starts", "logfile", cfg.LogFile)
+		}
 		return runMaster(opts, cfg, log, func(line string, err error) {
 			if err == nil {
 				fmt.Println(line)
@@ -265,6 +268,7 @@ func launch(opts *options, cfg *Config) int {
 	switch {
 	case status == "ok":
 		fmt.Println(msg)
+		fmt.Printf("gozd: log %s; pid file %s\n", logPath(cfg), pidPath(cfg))
 		return ExitOK
 	case status == "error":
 		return fail(errors.New(strings.ReplaceAll(msg, `\n`, "\n")))

@@ -188,6 +188,11 @@ func (p *process) waitOutput(s string) string {
 func startedAddrs(t testing.TB, line string) (pid int, addrs map[string]string) {
 	t.Helper()
 	addrs = make(map[string]string)
+	// A background start prints a second line (log and pid file paths).
+	if i := strings.Index(line, "gozd: started"); i >= 0 {
+		line = line[i:]
+	}
+	line, _, _ = strings.Cut(line, "\n")
 	parts := strings.Split(line, "; ")
 	if _, err := fmt.Sscanf(parts[0][strings.Index(parts[0], "gozd: started"):], "gozd: started, pid %d", &pid); err != nil {
 		t.Fatalf("bad start line %q: %v", line, err)

@@ -184,7 +184,7 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 	}
 	if cfg.MaxFDs > 0 {
 		if err := setMaxFDs(cfg.MaxFDs); err != nil {
-			return fail(err)
+			return fail(fmt.Errorf("%s: %w", cfg.File, err))
 		}
 	}
 	if err := checkAccounts(cfg); err != nil {
@@ -236,7 +236,7 @@ func (m *master) loop() int {
 		case evReady:
 			m.ready(ev.w)
 		case evDraining:
-			m.log.Info("old worker draining", "worker", ev.w.pid, "gen", ev.w.gen, "connections", ev.n)
+			m.log.Info("worker draining", "worker", ev.w.pid, "gen", ev.w.gen, "connections", ev.n)
 		case evControlClosed:
 			// The worker is exiting; SIGCHLD follows.
 		case evReadyTimeout:
@@ -252,7 +252,14 @@ func (m *master) loop() int {
 			}
 		case evRestart:
 			if m.current == nil && m.starting == nil && m.stopping == "" {
-				m.startWorker(m.cfg, m.held, nil)
+				if m.reloadQueued {
+					// A reload asked meanwhile reads the config
+					// afresh; a restart would not.
+					m.reloadQueued = false
+					m.reload()
+				} else {
+					m.startWorker(m.cfg, m.held, nil)
+				}
 			}
 		}
 		if m.stopping != "" && len(m.workers) == 0 {
@@ -308,6 +315,9 @@ func (m *master) reload() {
 		m.finishReload(began, nil, err)
 		return
 	}
+	if cfg.MaxFDs != m.cfg.MaxFDs {
+		m.log.Warn("maxfds changed; it takes effect when the daemon is restarted, not on reload", "maxfds", m.cfg.MaxFDs, "new", cfg.MaxFDs)
+	}
 	held, added, err := m.bind(cfg, nil)
 	if err != nil {
 		m.log.Error("reload failed; the current worker keeps serving", "err", err)
@@ -327,7 +337,7 @@ func (m *master) startWorker(cfg *Config, held map[string]*heldListener, added [
 		for _, h := range added {
 			h.close()
 		}
-		m.log.Error("starting a worker failed", "err", err)
+		m.log.Error("starting a worker failed; the current worker, if any, keeps serving", "err", err)
 		m.finishReload(m.hups, nil, err)
 		m.scheduleRestart()
 		return nil
@@ -350,7 +360,9 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 			continue
 		}
 		ln, ok := activated[g.Name]
-		if !ok {
+		if ok {
+			m.log.Info("using the socket passed by systemd", "group", g.Name, "addr", ln.Addr().String())
+		} else {
 			if ln, err = listen(g); err != nil {
 				break
 			}
@@ -364,6 +376,9 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 		if ul, ok := ln.(*net.UnixListener); ok {
 			ul.SetUnlinkOnClose(false)
 		}
+		// Hold the socket by the raw duplicate only: a listener left in the
+		// master's netpoller wakes the master on every incoming connection.
+		ln.Close()
 		h := &heldListener{key: key, g: *g, ln: ln, fd: fd, inherited: activated[g.Name] != nil}
 		held[key] = h
 		added = append(added, h)
@@ -596,7 +611,11 @@ func (m *master) exited(w *worker, ws unix.WaitStatus) {
 			err = fmt.Errorf("%w; its last output:\n%s", err, out)
 		}
 		if m.stopping == "" && m.everReady {
-			m.log.Error("reload failed; the current worker keeps serving", "worker", w.pid, "gen", w.gen, "status", how, "output", w.tail.String())
+			if m.current != nil {
+				m.log.Error("reload failed; the current worker keeps serving", "worker", w.pid, "gen", w.gen, "status", how, "output", w.tail.String())
+			} else {
+				m.log.Error("new worker failed and no worker is serving; new connections wait in the backlog", "worker", w.pid, "gen", w.gen, "status", how, "output", w.tail.String())
+			}
 		}
 		if !m.everReady {
 			// The first start: nothing to keep serving.
@@ -639,6 +658,7 @@ func (m *master) scheduleRestart() {
 	}
 	wait := min(100*time.Millisecond<<min(m.restarts, 10), maxRestartWait)
 	m.restarts++
+	m.log.Warn("starting a new worker", "in", wait, "attempt", m.restarts)
 	time.AfterFunc(wait, func() { m.events <- event{kind: evRestart} })
 }
 

@@ -63,7 +63,7 @@ func checkAccounts(cfg *Config) error {
 		g := &cfg.Groups[i]
 		for _, path := range []string{g.Key, g.Cert} {
 			if path != "" && !readableBy(path, a) {
-				return fmt.Errorf("%s: %s is not readable by user %d group %d, which workers run as", g, path, a.uid, a.gid)
+				return fmt.Errorf("%s: %s is not readable by uid %d gid %d (user %q group %q), which workers run as", g, path, a.uid, a.gid, cfg.User, cfg.UserGroup)
 			}
 		}
 	}
@@ -112,6 +112,10 @@ func credential(cfg *Config) (*syscall.Credential, error) {
 func setMaxFDs(n uint64) error {
 	lim := syscall.Rlimit{Cur: n, Max: n}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		var cur syscall.Rlimit
+		if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &cur) == nil && n > cur.Max {
+			return fmt.Errorf("maxfds %d exceeds the hard limit %d, which only a privileged process can raise (systemd: LimitNOFILE=): %w", n, cur.Max, err)
+		}
 		return fmt.Errorf("maxfds %d: %w", n, err)
 	}
 	return nil

@@ -593,7 +593,7 @@ listen 127.0.0.1:0
 
 	d.reload(buildTestDaemon(t, "v2", ""), false, old)
 	waitVersion(t, url, "v2")
-	d.waitLog(`msg="old worker draining"`, 1)
+	d.waitLog(`msg="worker draining"`, 1)
 	for i := range 3 {
 		if err := echoLine(c, r, fmt.Sprintf("after %d", i)); err != nil {
 			t.Fatalf("held connection after the reload: %v", err)

@@ -140,6 +140,19 @@ func (d *Daemon) register(group string, handler any) error {
 	return nil
 }
 
+// missingHandlers lists the groups that have no handler yet.
+func (d *Daemon) missingHandlers() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var missing []string
+	for _, name := range d.groupNames() {
+		if _, ok := d.handlers[name]; !ok {
+			missing = append(missing, name)
+		}
+	}
+	return missing
+}
+
 func (d *Daemon) groupNames() []string {
 	names := make([]string, 0, len(d.cfg.Groups))
 	for _, g := range d.cfg.Groups {
@@ -308,6 +321,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		select {
 		case <-gs.tracker.done:
 		case <-ctx.Done():
+			d.log.Warn("drain cut short; closing the remaining connections", "connections", d.connCount(), "err", ctx.Err())
 			d.Close()
 			return ctx.Err()
 		}

@@ -9,7 +9,9 @@ import (
 	"os"
 	"os/signal"
 	"sort"
+	"strings"
 	"syscall"
+	"time"
 )
 
 // runWorker is Daemonize in a worker: it builds the default daemon on the
@@ -55,11 +57,21 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 		log.Debug("drained")
 	}()
 	go func() {
-		select {
-		case <-d.Ready():
-			fmt.Fprintf(ctl, "ready\n")
-			log.Debug("ready")
-		case <-d.Draining():
+		// Halfway to ready_timeout, say which groups still lack a
+		// handler: the master quotes it if it has to kill this worker.
+		late := time.NewTimer(h.Config.readyTimeout() / 2)
+		defer late.Stop()
+		for {
+			select {
+			case <-d.Ready():
+				fmt.Fprintf(ctl, "ready\n")
+				log.Debug("ready")
+				return
+			case <-d.Draining():
+				return
+			case <-late.C:
+				log.Warn("not ready: no handler registered for some groups", "groups", strings.Join(d.missingHandlers(), ", "))
+			}
 		}
 	}()
 	go func() {
