@@ -2,8 +2,14 @@ package gozd
 
 import (
 	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Conn is the connection a tcp group's handler receives. It works as the
@@ -36,4 +42,144 @@ func (c *tcpConn) Context() context.Context { return c.ctx }
 func (c *tcpConn) Close() error {
 	c.closeOnce.Do(func() { c.closeErr = c.Conn.Close() })
 	return c.closeErr
+}
+
+// retryingListener retries failed accepts (out of descriptors and the like)
+// with a growing pause, as net/http does, instead of spinning or giving up;
+// only a closed listener ends it.
+type retryingListener struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (l retryingListener) Accept() (net.Conn, error) {
+	var backoff time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || errors.Is(err, net.ErrClosed) {
+			return c, err
+		}
+		backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+		l.log.Warn("accept failed; retrying", "err", err, "in", backoff)
+		time.Sleep(backoff)
+	}
+}
+
+// httpListener wraps the connections of an http or https group in httpConn.
+type httpListener struct{ net.Listener }
+
+func (l httpListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &httpConn{Conn: c}, nil
+}
+
+// httpConn records whether bytes arrived since net/http last reported the
+// connection idle: it reports a connection busy only once a whole request
+// header has arrived, and a drain must not close one whose request is
+// halfway in.
+type httpConn struct {
+	net.Conn
+	read atomic.Bool
+}
+
+func (c *httpConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 && !c.read.Load() {
+		c.read.Store(true)
+	}
+	return n, err
+}
+
+// ReadFrom and CloseWrite keep what net/http uses of the connection it
+// wraps: sendfile for file bodies, half-close before closing.
+func (c *httpConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.Conn.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
+}
+
+func (c *httpConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// asHTTPConn finds the httpConn under c (plain, or beneath TLS).
+func asHTTPConn(c net.Conn) *httpConn {
+	if tc, ok := c.(*tls.Conn); ok {
+		c = tc.NetConn()
+	}
+	hc, _ := c.(*httpConn)
+	return hc
+}
+
+// hijackedConn is a connection an HTTP handler took over; closing it tells
+// the group's tracker, which keeps it until then.
+type hijackedConn struct {
+	net.Conn
+	tracker *connTracker
+	once    sync.Once
+}
+
+func (c *hijackedConn) Close() error {
+	c.once.Do(func() { c.tracker.remove(c.Conn) })
+	return c.Conn.Close()
+}
+
+// fcgiListener tracks the connections of a FastCGI group; net/http/fcgi
+// offers no connection hook of its own.
+type fcgiListener struct {
+	net.Listener
+	tracker *connTracker
+}
+
+func (l *fcgiListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	fc := &fcgiConn{Conn: c, tracker: l.tracker}
+	l.tracker.add(fc)
+	return fc, nil
+}
+
+// fcgiConn tells the tracker when its connection is idle: it turns busy when
+// a request's records arrive and idle when the FastCGI END_REQUEST record
+// goes out. net/http/fcgi writes every record with one Write, and web servers
+// such as nginx send a connection's next request only after the previous
+// response, so this is exact for them. A connection just accepted is busy
+// until its first request is answered.
+type fcgiConn struct {
+	net.Conn
+	tracker *connTracker
+	once    sync.Once
+}
+
+// fcgiEndRequest is the FastCGI record type FCGI_END_REQUEST.
+const fcgiEndRequest = 3
+
+func (c *fcgiConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	if n > 0 {
+		c.tracker.setIdle(c, false, false)
+	}
+	return n, err
+}
+
+func (c *fcgiConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err == nil && len(p) >= 2 && p[0] == 1 && p[1] == fcgiEndRequest {
+		c.tracker.setIdle(c, true, false)
+	}
+	return n, err
+}
+
+func (c *fcgiConn) Close() error {
+	c.once.Do(func() { c.tracker.remove(c) })
+	return c.Conn.Close()
 }

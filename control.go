@@ -161,7 +161,8 @@ func control(opts *options, cmd string) (string, error) {
 // waitReload waits for the master to finish a reload that began after the
 // SIGHUP it was sent (the HUP count passed hups) and reports it.
 func waitReload(statePath string, pid, hups int, cfg *Config) (string, error) {
-	wait := cfg.readyTimeout() + 10*time.Second
+	// The reload may be queued behind one under way: two ready_timeouts.
+	wait := 2*cfg.readyTimeout() + 10*time.Second
 	deadline := time.Now().Add(wait)
 	for time.Now().Before(deadline) {
 		st, err := readStatus(statePath)

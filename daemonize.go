@@ -133,6 +133,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 			return nil, err
 		}
 	}
+	// The program may have defined (and parsed) any of these flags itself:
+	// read them from the flag set, whoever owns them.
+	value := func(name string) string { return fs.Lookup(name).Value.String() }
+	opts.config, opts.signal = value("c"), value("s")
+	opts.foreground, opts.verbose = value("f") == "true", value("v") == "true"
 	if _, ok := os.LookupEnv(envWorker); ok {
 		return opts, nil
 	}

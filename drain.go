@@ -1,7 +1,10 @@
 package gozd
 
 import (
+	"bufio"
+	"io"
 	"net"
+	"net/http"
 	"sync"
 	"time"
 )
@@ -72,6 +75,12 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 func (t *connTracker) closeIdleLocked(c net.Conn) bool {
 	st := t.conns[c]
 	if !st.linger {
+		if hc := asHTTPConn(c); hc != nil && hc.read.Load() {
+			// The next request is arriving; net/http reports the
+			// connection busy only once its header is complete. It is
+			// answered with Connection: close.
+			return false
+		}
 		delete(t.conns, c)
 		t.checkDoneLocked()
 		return true
@@ -173,3 +182,97 @@ func (t *connTracker) checkDoneLocked() {
 		close(t.done)
 	}
 }
+
+// closeWhenDraining makes every response that starts once the group is
+// draining carry "Connection: close" — also the response of a request that
+// was already in flight when the drain began: HTTP/1 then closes the
+// connection after the response, HTTP/2 sends GOAWAY. This is used instead of
+// SetKeepAlivesEnabled(false), which also closes connections accepted over
+// five seconds ago whose request has not arrived yet, and of Shutdown, which
+// can read a request and close its connection unanswered.
+func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		dw := &drainingWriter{ResponseWriter: w, gs: gs}
+		h.ServeHTTP(dw, r)
+		if !dw.hijacked {
+			// A handler that wrote nothing: net/http sends the
+			// header now, and it must say close too.
+			dw.beforeHeader()
+		}
+	})
+}
+
+// drainingWriter adds "Connection: close" to a response whose header goes out
+// while its group drains. It keeps the optional interfaces of the writer it
+// wraps that handlers use: Flusher, Hijacker, io.ReaderFrom (sendfile), and
+// Unwrap for http.ResponseController.
+type drainingWriter struct {
+	http.ResponseWriter
+	gs          *groupServer
+	wroteHeader bool
+	hijacked    bool
+}
+
+// beforeHeader runs before the response header is sent.
+func (w *drainingWriter) beforeHeader() {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	if w.gs.draining.Load() {
+		w.Header().Set("Connection", "close")
+	}
+}
+
+func (w *drainingWriter) WriteHeader(code int) {
+	if code >= 200 { // 1xx responses leave the final header to come
+		w.beforeHeader()
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *drainingWriter) Write(p []byte) (int, error) {
+	w.beforeHeader()
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *drainingWriter) ReadFrom(r io.Reader) (int64, error) {
+	w.beforeHeader()
+	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(w.ResponseWriter, r)
+}
+
+func (w *drainingWriter) Flush() {
+	w.beforeHeader()
+	if f, ok := w.ResponseWriter.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// Hijack hands the connection to the handler; it stays tracked until the
+// handler closes it.
+func (w *drainingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	hj, ok := w.ResponseWriter.(http.Hijacker)
+	if !ok {
+		return nil, nil, http.ErrNotSupported
+	}
+	c, brw, err := hj.Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	w.hijacked = true
+	return &hijackedConn{Conn: c, tracker: w.gs.tracker}, brw, nil
+}
+
+// CloseNotify keeps http.CloseNotifier, deprecated but still asserted
+// unchecked by some frameworks.
+func (w *drainingWriter) CloseNotify() <-chan bool {
+	if cn, ok := w.ResponseWriter.(http.CloseNotifier); ok { //nolint:staticcheck
+		return cn.CloseNotify()
+	}
+	return nil
+}
+
+func (w *drainingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }

@@ -849,3 +849,136 @@ func TestDrainFCGI(t *testing.T) {
 		t.Errorf("Serve after Shutdown: got %v, want ErrClosed", err)
 	}
 }
+
+// TestDrainHTTPEmptyResponse: a handler that writes nothing, finishing during
+// the drain, still answers with "Connection: close", so its client does not
+// reuse a connection about to be closed.
+func TestDrainHTTPEmptyResponse(t *testing.T) {
+	release, started := make(chan struct{}), make(chan struct{}, 1)
+	empty := func(w http.ResponseWriter, r *http.Request) {
+		started <- struct{}{}
+		<-release
+	}
+	cfg := &Config{Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": empty})
+	done := getAsync(dialTCP(t, td.addr(t, "web")), "/empty")
+	select {
+	case <-started:
+	case <-time.After(serveWait):
+		t.Fatal("request not started")
+	}
+	shut := shutdownAsync(td.Daemon, context.Background())
+	td.waitDrainStarted(t, td.group(t, "web"))
+	close(release)
+	select {
+	case r := <-done:
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		if r.resp.StatusCode != http.StatusOK || !r.resp.Close {
+			t.Errorf("empty response during the drain: %s close=%v; want 200 with Connection: close", r.resp.Status, r.resp.Close)
+		}
+	case <-time.After(serveWait):
+		t.Fatal("empty response not answered")
+	}
+	if err := waitErr(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestDrainHTTPHalfSentRequest: a keep-alive connection whose next request
+// is halfway in when the drain starts (net/http still calls it idle) is not
+// closed under it: the request is answered.
+func TestDrainHTTPHalfSentRequest(t *testing.T) {
+	cfg := &Config{Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": hello})
+	gs := td.group(t, "web")
+	c := dialTCP(t, td.addr(t, "web"))
+	r := bufio.NewReader(c)
+	rawHTTP(t, c, r, "/first")
+	if _, err := io.WriteString(c, "GET /second HTTP/1.1\r\nHo"); err != nil {
+		t.Fatal(err)
+	}
+	pollFor(t, "the half request read by the server", func() bool {
+		gs.tracker.mu.Lock()
+		defer gs.tracker.mu.Unlock()
+		for conn := range gs.tracker.conns {
+			if hc := asHTTPConn(conn); hc != nil && hc.read.Load() {
+				return true
+			}
+		}
+		return false
+	})
+	shut := shutdownAsync(td.Daemon, context.Background())
+	td.waitDrainStarted(t, gs)
+	if _, err := io.WriteString(c, "st: gozd.test\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(serveWait))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("request half sent when the drain began: %v; want it answered", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "hello /second" || !resp.Close {
+		t.Errorf("got %s %q close=%v; want 200 %q with Connection: close", resp.Status, body, resp.Close, "hello /second")
+	}
+	if err := waitErr(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestDrainHijacked: a connection a handler hijacked (a websocket, say) is
+// not cut by the drain, which waits until the handler closes it.
+func TestDrainHijacked(t *testing.T) {
+	hijack := func(w http.ResponseWriter, r *http.Request) {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+		brw.Flush()
+		for {
+			line, err := brw.ReadString('\n')
+			if err != nil {
+				return
+			}
+			brw.WriteString(line)
+			brw.Flush()
+		}
+	}
+	cfg := &Config{Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": hijack})
+	c := dialTCP(t, td.addr(t, "web"))
+	c.SetDeadline(time.Now().Add(serveWait))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "GET /ws HTTP/1.1\r\nHost: gozd.test\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	echo := func(s string) {
+		t.Helper()
+		io.WriteString(c, s+"\n")
+		got, err := r.ReadString('\n')
+		if err != nil || got != s+"\n" {
+			t.Fatalf("echo %q: got %q, %v", s, got, err)
+		}
+	}
+	echo("before")
+	shut := shutdownAsync(td.Daemon, context.Background())
+	td.waitDrainStarted(t, td.group(t, "web"))
+	echo("during the drain")
+	select {
+	case err := <-shut:
+		t.Fatalf("Shutdown returned %v while a hijacked connection was open", err)
+	default:
+	}
+	c.Close()
+	if err := waitErr(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}

@@ -20,7 +20,7 @@ import (
 
 // Bounds of the master's waits that the config does not set.
 const (
-	killGrace      = 2 * time.Second // past drain_timeout before a worker is killed
+	killGrace      = 5 * time.Second // past drain_timeout before a worker is killed: its forced close (closeGrace) and the program's own cleanup after <-daemonChan
 	stopTimeout    = 3 * time.Second // -s stop: how long workers get before SIGKILL
 	maxRestartWait = 5 * time.Second
 	tailSize       = 4 << 10 // bytes of a failed worker's output quoted in the log
@@ -197,6 +197,10 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 	m.status = &statusFile{path: m.pidfile.path + ".state"}
 	defer m.status.remove()
 
+	// Whoever reads a foreground master's stderr may go away (a pipe into a
+	// logger that died): a write error is better than dying of SIGPIPE and
+	// taking every worker down with it.
+	signal.Ignore(syscall.SIGPIPE)
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGCHLD)
 	go func() {
@@ -246,7 +250,7 @@ func (m *master) loop() int {
 				syscall.Kill(ev.w.pid, syscall.SIGKILL)
 			}
 		case evDrainTimeout:
-			if _, live := m.workers[ev.w.pid]; live {
+			if m.workers[ev.w.pid] == ev.w {
 				m.log.Warn("worker outlived its drain; killing it", "worker", ev.w.pid, "gen", ev.w.gen)
 				syscall.Kill(ev.w.pid, syscall.SIGKILL)
 			}
@@ -311,17 +315,22 @@ func (m *master) reload() {
 		err = checkAccounts(cfg)
 	}
 	if err != nil {
-		m.log.Error("reload failed: config not loaded; the current worker keeps serving", "err", err)
+		m.log.Error("reload failed: config not loaded; the current worker, if any, keeps serving", "err", err)
 		m.finishReload(began, nil, err)
+		m.scheduleRestart() // only if no worker serves
 		return
+	}
+	if pidPath(cfg) != m.pidfile.path {
+		m.log.Warn("pidfile changed; it takes effect when the daemon is restarted, not on reload", "pidfile", m.pidfile.path, "new", pidPath(cfg))
 	}
 	if cfg.MaxFDs != m.cfg.MaxFDs {
 		m.log.Warn("maxfds changed; it takes effect when the daemon is restarted, not on reload", "maxfds", m.cfg.MaxFDs, "new", cfg.MaxFDs)
 	}
 	held, added, err := m.bind(cfg, nil)
 	if err != nil {
-		m.log.Error("reload failed; the current worker keeps serving", "err", err)
+		m.log.Error("reload failed; the current worker, if any, keeps serving", "err", err)
 		m.finishReload(began, nil, err)
+		m.scheduleRestart() // only if no worker serves
 		return
 	}
 	w := m.startWorker(cfg, held, added)
@@ -507,7 +516,9 @@ func (m *master) readControl(w *worker) {
 
 // ready promotes a starting worker to current and drains the previous one.
 func (m *master) ready(w *worker) {
-	if w != m.starting {
+	// A worker already killed for being late, or told to stop, is not
+	// promoted by a "ready" that was on its way.
+	if w != m.starting || w.late || m.stopping != "" {
 		return
 	}
 	w.stopTimer()

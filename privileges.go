@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/user"
+	"slices"
 	"strconv"
 	"syscall"
 )
@@ -32,6 +33,15 @@ func lookupAccount(cfg *Config) (*account, error) {
 		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
 		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
 		a.uid, a.gid, a.name = uint32(uid), uint32(gid), u.Username
+		// The user's supplementary groups, as initgroups gives them
+		// (a key readable through group ssl-cert, say).
+		if ids, err := u.GroupIds(); err == nil {
+			for _, id := range ids {
+				if g, err := strconv.ParseUint(id, 10, 32); err == nil {
+					a.groups = append(a.groups, uint32(g))
+				}
+			}
+		}
 	}
 	if cfg.UserGroup != "" {
 		g, err := user.LookupGroup(cfg.UserGroup)
@@ -43,7 +53,9 @@ func lookupAccount(cfg *Config) (*account, error) {
 		gid, _ := strconv.ParseUint(g.Gid, 10, 32)
 		a.gid = uint32(gid)
 	}
-	a.groups = []uint32{a.gid}
+	if !slices.Contains(a.groups, a.gid) {
+		a.groups = append(a.groups, a.gid)
+	}
 	return a, nil
 }
 
@@ -86,7 +98,7 @@ func readableBy(path string, a *account) bool {
 		return true
 	case st.Uid == a.uid:
 		return perm&0o400 != 0
-	case st.Gid == a.gid:
+	case slices.Contains(a.groups, st.Gid):
 		return perm&0o040 != 0
 	}
 	return perm&0o004 != 0

@@ -1,12 +1,10 @@
 package gozd
 
 import (
-	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -333,9 +331,14 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 // briefly for tcp handlers to return.
 func (d *Daemon) Close() error {
 	groups := d.stop()
+	// A connection accepted at the last moment is tracked, and so closed
+	// below, once the accept loops have ended.
+	d.accepting.Wait()
+	var wg sync.WaitGroup
 	for _, gs := range groups {
-		gs.close()
+		wg.Go(gs.close)
 	}
+	wg.Wait()
 	return nil
 }
 
@@ -397,7 +400,8 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 	case ModeFCGI:
 		go func() {
 			defer wg.Done()
-			err := fcgi.Serve(&fcgiListener{Listener: gs.ln, tracker: gs.tracker}, handler.(http.Handler))
+			ln := &fcgiListener{Listener: retryingListener{Listener: gs.ln, log: gs.log}, tracker: gs.tracker}
+			err := fcgi.Serve(ln, handler.(http.Handler))
 			gs.logAcceptEnd(err)
 		}()
 	default: // http, https
@@ -412,10 +416,11 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 		go func() {
 			defer wg.Done()
 			var err error
+			ln := httpListener{gs.ln}
 			if gs.tlsConfig != nil {
-				err = gs.http.ServeTLS(gs.ln, "", "")
+				err = gs.http.ServeTLS(ln, "", "")
 			} else {
-				err = gs.http.Serve(gs.ln)
+				err = gs.http.Serve(ln)
 			}
 			gs.logAcceptEnd(err)
 		}()
@@ -436,81 +441,19 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	case http.StateActive:
 		gs.tracker.setIdle(c, false, false)
 	case http.StateIdle:
+		// Reads from here on are the next request's.
+		if hc := asHTTPConn(c); hc != nil {
+			hc.read.Store(false)
+		}
 		gs.tracker.setIdle(c, true, isHTTP2(c))
-	case http.StateHijacked, http.StateClosed:
+	case http.StateClosed:
 		gs.tracker.remove(c)
+	case http.StateHijacked:
+		// Still open, now the handler's (a websocket, say): it stays
+		// tracked, busy, until the handler closes it (hijackedConn), so
+		// the drain waits for it up to drain_timeout.
 	}
 }
-
-// closeWhenDraining makes every response that starts once the group is
-// draining carry "Connection: close" — also the response of a request that
-// was already in flight when the drain began: HTTP/1 then closes the
-// connection after the response, HTTP/2 sends GOAWAY. This is used instead of
-// SetKeepAlivesEnabled(false), which also closes connections accepted over
-// five seconds ago whose request has not arrived yet, and of Shutdown, which
-// can read a request and close its connection unanswered.
-func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h.ServeHTTP(&drainingWriter{ResponseWriter: w, draining: &gs.draining}, r)
-	})
-}
-
-// drainingWriter adds "Connection: close" to a response whose header goes out
-// while its group drains. It keeps the optional interfaces of the writer it
-// wraps that handlers use: Flusher, Hijacker, io.ReaderFrom (sendfile), and
-// Unwrap for http.ResponseController.
-type drainingWriter struct {
-	http.ResponseWriter
-	draining    *atomic.Bool
-	wroteHeader bool
-}
-
-// beforeHeader runs before the response header is sent.
-func (w *drainingWriter) beforeHeader() {
-	if w.wroteHeader {
-		return
-	}
-	w.wroteHeader = true
-	if w.draining.Load() {
-		w.Header().Set("Connection", "close")
-	}
-}
-
-func (w *drainingWriter) WriteHeader(code int) {
-	if code >= 200 { // 1xx responses leave the final header to come
-		w.beforeHeader()
-	}
-	w.ResponseWriter.WriteHeader(code)
-}
-
-func (w *drainingWriter) Write(p []byte) (int, error) {
-	w.beforeHeader()
-	return w.ResponseWriter.Write(p)
-}
-
-func (w *drainingWriter) ReadFrom(r io.Reader) (int64, error) {
-	w.beforeHeader()
-	if rf, ok := w.ResponseWriter.(io.ReaderFrom); ok {
-		return rf.ReadFrom(r)
-	}
-	return io.Copy(w.ResponseWriter, r)
-}
-
-func (w *drainingWriter) Flush() {
-	w.beforeHeader()
-	if f, ok := w.ResponseWriter.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-func (w *drainingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	if hj, ok := w.ResponseWriter.(http.Hijacker); ok {
-		return hj.Hijack()
-	}
-	return nil, nil, http.ErrNotSupported
-}
-
-func (w *drainingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // isHTTP2 reports whether c speaks HTTP/2, whose connections linger a moment
 // when idle in a drain.
@@ -539,21 +482,12 @@ func (gs *groupServer) close() {
 // serveTCP accepts connections and runs handler on each until the listener
 // is closed.
 func (gs *groupServer) serveTCP(handler func(Conn), connCtx context.Context) {
-	var backoff time.Duration
+	ln := retryingListener{Listener: gs.ln, log: gs.log}
 	for {
-		c, err := gs.ln.Accept()
+		c, err := ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of descriptors and the like: wait and retry rather
-			// than spin or give up, as net/http does.
-			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			gs.log.Warn("accept failed; retrying", "err", err, "in", backoff)
-			time.Sleep(backoff)
-			continue
+			return
 		}
-		backoff = 0
 		conn := &tcpConn{Conn: c, ctx: connCtx}
 		gs.tracker.add(conn)
 		gs.tcp.Add(1)
@@ -571,57 +505,4 @@ func (gs *groupServer) serveTCP(handler func(Conn), connCtx context.Context) {
 			handler(conn)
 		}()
 	}
-}
-
-// fcgiListener tracks the connections of a FastCGI group; net/http/fcgi
-// offers no connection hook of its own.
-type fcgiListener struct {
-	net.Listener
-	tracker *connTracker
-}
-
-func (l *fcgiListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	fc := &fcgiConn{Conn: c, tracker: l.tracker}
-	l.tracker.add(fc)
-	return fc, nil
-}
-
-// fcgiConn tells the tracker when its connection is idle: it turns busy when
-// a request's records arrive and idle when the FastCGI END_REQUEST record
-// goes out. net/http/fcgi writes every record with one Write, and web servers
-// such as nginx send a connection's next request only after the previous
-// response, so this is exact for them. A connection just accepted is busy
-// until its first request is answered.
-type fcgiConn struct {
-	net.Conn
-	tracker *connTracker
-	once    sync.Once
-}
-
-// fcgiEndRequest is the FastCGI record type FCGI_END_REQUEST.
-const fcgiEndRequest = 3
-
-func (c *fcgiConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	if n > 0 {
-		c.tracker.setIdle(c, false, false)
-	}
-	return n, err
-}
-
-func (c *fcgiConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	if err == nil && len(p) >= 2 && p[0] == 1 && p[1] == fcgiEndRequest {
-		c.tracker.setIdle(c, true, false)
-	}
-	return n, err
-}
-
-func (c *fcgiConn) Close() error {
-	c.once.Do(func() { c.tracker.remove(c) })
-	return c.Conn.Close()
 }
