@@ -176,9 +176,34 @@ func (c *Config) Validate() error {
 		if first, ok := addrs[key]; ok {
 			return fail("groups %q%s and %q both listen on %s", first.Name, atLine(first.Line), g.Name, g.Address)
 		}
+		for _, other := range addrs {
+			if wildcardOverlap(other, g) {
+				return fail("groups %q%s and %q listen on overlapping addresses %s and %s", other.Name, atLine(other.Line), g.Name, other.Address, g.Address)
+			}
+		}
 		addrs[key] = g
 	}
 	return nil
+}
+
+// wildcardOverlap reports whether two tcp groups on one port cannot both
+// bind because one of them listens on every address: ":9000" or "[::]:9000"
+// (all of IPv4 and IPv6) with anything, "0.0.0.0:9000" with an IPv4 address.
+func wildcardOverlap(a, b *GroupConfig) bool {
+	if a.Network != "tcp" || b.Network != "tcp" {
+		return false
+	}
+	ha, pa, err1 := net.SplitHostPort(a.Address)
+	hb, pb, err2 := net.SplitHostPort(b.Address)
+	if err1 != nil || err2 != nil || pa != pb || pa == "0" {
+		return false
+	}
+	all := func(h string) bool { return h == "" || h == "::" }
+	if all(ha) || all(hb) {
+		return true
+	}
+	ipv4 := func(h string) bool { ip := net.ParseIP(h); return ip != nil && ip.To4() != nil }
+	return (ha == "0.0.0.0" && ipv4(hb)) || (hb == "0.0.0.0" && ipv4(ha))
 }
 
 // Group returns the group called name.

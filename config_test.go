@@ -506,6 +506,11 @@ func TestValidate(t *testing.T) {
 		{"chmod out of range", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeFCGI, Network: "unix", Address: "/a", Chmod: 0o1777}}}, 0, "out of range"},
 		{"bad name", Config{Groups: []GroupConfig{tcp("a b", ":1")}}, 0, "bad group name"},
 		{"same address", Config{Groups: []GroupConfig{tcp("a", ":1"), tcp("b", ":1")}}, 0, "both listen on :1"},
+		{"all addresses overlap one", Config{Groups: []GroupConfig{tcp("a", ":1"), tcp("b", "127.0.0.1:1")}}, 0, "overlapping addresses"},
+		{"ipv6 wildcard overlaps ipv4", Config{Groups: []GroupConfig{tcp("a", "127.0.0.1:1"), tcp("b", "[::]:1")}}, 0, "overlapping addresses"},
+		{"ipv4 wildcard overlaps ipv4", Config{Groups: []GroupConfig{tcp("a", "0.0.0.0:1"), tcp("b", "127.0.0.2:1")}}, 0, "overlapping addresses"},
+		{"ipv4 wildcard and ipv6 loopback", Config{Groups: []GroupConfig{tcp("a", "0.0.0.0:1"), tcp("b", "[::1]:1")}}, 0, ""},
+		{"other port", Config{Groups: []GroupConfig{tcp("a", ":1"), tcp("b", "127.0.0.1:2")}}, 0, ""},
 		{"same socket", Config{Groups: []GroupConfig{
 			{Name: "a", Mode: ModeFCGI, Network: "unix", Address: "/tmp/a.sock"},
 			{Name: "b", Mode: ModeFCGI, Network: "unix", Address: "/tmp//a.sock"},

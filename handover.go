@@ -21,7 +21,6 @@ const (
 	envWorker       = "GOZD_WORKER"
 	envMaster       = "GOZD_MASTER" // set for a master started in the background: the fd of the pipe to the launcher
 	workerControlFD = 3
-	firstListenerFD = 4
 )
 
 // handover is what a worker learns from the master.

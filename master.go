@@ -55,7 +55,6 @@ type master struct {
 	everReady    bool // a worker has served; until then a failure ends the master
 
 	events chan event
-	out    sync.Mutex // serialises writes to the log output
 }
 
 // heldListener is a listening socket the master keeps open across workers.
@@ -143,7 +142,6 @@ const (
 	evSignal eventKind = iota
 	evReady
 	evDraining
-	evControlClosed
 	evReadyTimeout
 	evDrainTimeout
 	evRestart
@@ -234,15 +232,11 @@ func (m *master) loop() int {
 		ev := <-m.events
 		switch ev.kind {
 		case evSignal:
-			if code, done := m.signal(ev.sig); done {
-				return code
-			}
+			m.signal(ev.sig)
 		case evReady:
 			m.ready(ev.w)
 		case evDraining:
 			m.log.Info("worker draining", "worker", ev.w.pid, "gen", ev.w.gen, "connections", ev.n)
-		case evControlClosed:
-			// The worker is exiting; SIGCHLD follows.
 		case evReadyTimeout:
 			if ev.w == m.starting {
 				m.log.Error("new worker not ready in time; killing it", "worker", ev.w.pid, "gen", ev.w.gen, "ready_timeout", ev.w.cfg.readyTimeout())
@@ -273,12 +267,11 @@ func (m *master) loop() int {
 	}
 }
 
-// signal handles one signal; done reports that the master is finished, with
-// its exit code.
-func (m *master) signal(sig os.Signal) (code int, done bool) {
+// signal handles one signal.
+func (m *master) signal(sig os.Signal) {
 	switch sig {
 	case syscall.SIGCHLD:
-		return m.reap()
+		m.reap()
 	case syscall.SIGHUP:
 		m.hups++
 		m.log.Info("reload asked")
@@ -293,7 +286,6 @@ func (m *master) signal(sig os.Signal) (code int, done bool) {
 	case syscall.SIGINT:
 		m.shutdown("stop")
 	}
-	return 0, false
 }
 
 // reload re-reads the config and starts a worker for it, unless one is
@@ -371,10 +363,11 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 		ln, ok := activated[g.Name]
 		if ok {
 			m.log.Info("using the socket passed by systemd", "group", g.Name, "addr", ln.Addr().String())
-		} else {
-			if ln, err = listen(g); err != nil {
-				break
+		} else if ln, err = listen(g); err != nil {
+			if g.Line > 0 {
+				err = fmt.Errorf("%s:%d: %w", cfg.File, g.Line, err)
 			}
+			break
 		}
 		fd, derr := dupListenerFD(ln)
 		if derr != nil {
@@ -488,9 +481,7 @@ func (m *master) copyOutput(w *worker, r io.ReadCloser) {
 		line, err := br.ReadSlice('\n')
 		if len(line) > 0 {
 			w.tail.Write(line)
-			m.out.Lock()
-			os.Stderr.Write(line)
-			m.out.Unlock()
+			os.Stderr.Write(line) // one write a line: lines of several processes do not mix
 		}
 		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
 			return
@@ -511,7 +502,6 @@ func (m *master) readControl(w *worker) {
 			m.events <- event{kind: evDraining, w: w, n: n}
 		}
 	}
-	m.events <- event{kind: evControlClosed, w: w}
 }
 
 // ready promotes a starting worker to current and drains the previous one.
@@ -572,12 +562,12 @@ func (m *master) drain(w *worker) {
 
 // reap collects every exited child. The master may be PID 1 in a container,
 // so children it did not start are reaped too.
-func (m *master) reap() (int, bool) {
+func (m *master) reap() {
 	for {
 		var ws unix.WaitStatus
 		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
 		if pid <= 0 || err != nil {
-			return 0, false
+			return
 		}
 		if w, ok := m.workers[pid]; ok {
 			delete(m.workers, pid)
@@ -718,9 +708,7 @@ func (m *master) reopen() {
 		m.log.Info("reopen: logging to stderr in the foreground, nothing to reopen")
 		return
 	}
-	m.out.Lock()
 	err := redirectOutput(logPath(m.cfg))
-	m.out.Unlock()
 	if err != nil {
 		m.log.Error("reopen failed", "err", err)
 		return
