@@ -83,6 +83,7 @@ func (l httpListener) Accept() (net.Conn, error) {
 type httpConn struct {
 	net.Conn
 	read atomic.Bool
+	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {

@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,7 +30,7 @@ const h2Linger = time.Second
 type connTracker struct {
 	mu       sync.Mutex
 	conns    map[net.Conn]connState
-	draining bool
+	draining atomic.Bool   // written under mu; read without it on the per-request path
 	sealed   bool          // no connection will be added any more
 	done     chan struct{} // closed once draining, sealed and conns is empty
 }
@@ -62,7 +63,7 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 	}
 	st.idle, st.linger = idle, linger
 	t.conns[c] = st
-	closeNow := idle && t.draining && t.closeIdleLocked(c)
+	closeNow := idle && t.draining.Load() && t.closeIdleLocked(c)
 	t.mu.Unlock()
 	if closeNow {
 		c.Close()
@@ -74,7 +75,7 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 // delayed close for a lingering one.
 func (t *connTracker) closeIdleLocked(c net.Conn) bool {
 	st := t.conns[c]
-	if !st.linger {
+	if !st.linger && !isHTTP2(c) {
 		if hc := asHTTPConn(c); hc != nil && hc.read.Load() {
 			// The next request is arriving; net/http reports the
 			// connection busy only once its header is complete. It is
@@ -101,7 +102,7 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		st.closing = false
 		t.conns[c] = st
 	}
-	if !ok || !st.idle {
+	if !ok || !isIdle(c, st) {
 		t.mu.Unlock()
 		return
 	}
@@ -109,6 +110,26 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	c.Close()
+}
+
+// isIdle reports whether tracked connection c is idle. HTTP connections keep
+// that in their httpConn, set without the tracker's lock on every request.
+func isIdle(c net.Conn, st connState) bool {
+	if hc := asHTTPConn(c); hc != nil {
+		return hc.idle.Load()
+	}
+	return st.idle
+}
+
+// httpIdle records whether HTTP connection c is idle: the per-request path,
+// which takes no lock unless the group drains. The drain sets draining
+// before it looks at idle flags, and this sets the flag before it looks at
+// draining, so one of the two always sees the other.
+func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
+	hc.idle.Store(idle)
+	if t.draining.Load() {
+		t.setIdle(c, idle, idle && isHTTP2(c))
+	}
 }
 
 // remove forgets c, which its owner has closed or is closing.
@@ -123,10 +144,10 @@ func (t *connTracker) remove(c net.Conn) {
 // they turn idle or are removed.
 func (t *connTracker) drain() {
 	t.mu.Lock()
-	t.draining = true
+	t.draining.Store(true)
 	var closing []net.Conn
 	for c, st := range t.conns {
-		if st.idle && t.closeIdleLocked(c) {
+		if isIdle(c, st) && t.closeIdleLocked(c) {
 			closing = append(closing, c)
 		}
 	}
@@ -146,7 +167,8 @@ func (t *connTracker) seal() {
 // closeAll closes every connection, busy or not: the hard stop.
 func (t *connTracker) closeAll() {
 	t.mu.Lock()
-	t.draining, t.sealed = true, true
+	t.draining.Store(true)
+	t.sealed = true
 	closing := make([]net.Conn, 0, len(t.conns))
 	for c := range t.conns {
 		closing = append(closing, c)
@@ -173,7 +195,7 @@ func (t *connTracker) count() int {
 }
 
 func (t *connTracker) checkDoneLocked() {
-	if !t.draining || !t.sealed || len(t.conns) > 0 {
+	if !t.draining.Load() || !t.sealed || len(t.conns) > 0 {
 		return
 	}
 	select {

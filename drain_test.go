@@ -795,15 +795,15 @@ func fcgiDo(t *testing.T, c net.Conn, path string, keepConn bool) string {
 func trackerDraining(tr *connTracker) bool {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
-	return tr.draining
+	return tr.draining.Load()
 }
 
 func idleConns(tr *connTracker) int {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
 	n := 0
-	for _, st := range tr.conns {
-		if st.idle {
+	for c, st := range tr.conns {
+		if isIdle(c, st) {
 			n++
 		}
 	}

@@ -435,17 +435,15 @@ func (gs *groupServer) logAcceptEnd(err error) {
 
 // trackHTTP follows the state of the group's HTTP connections.
 func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
+	hc := asHTTPConn(c)
 	switch state {
 	case http.StateNew:
 		gs.tracker.add(c)
 	case http.StateActive:
-		gs.tracker.setIdle(c, false, false)
+		gs.tracker.httpIdle(c, hc, false)
 	case http.StateIdle:
-		// Reads from here on are the next request's.
-		if hc := asHTTPConn(c); hc != nil {
-			hc.read.Store(false)
-		}
-		gs.tracker.setIdle(c, true, isHTTP2(c))
+		hc.read.Store(false) // reads from here on are the next request's
+		gs.tracker.httpIdle(c, hc, true)
 	case http.StateClosed:
 		gs.tracker.remove(c)
 	case http.StateHijacked:
@@ -456,7 +454,8 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 }
 
 // isHTTP2 reports whether c speaks HTTP/2, whose connections linger a moment
-// when idle in a drain.
+// when idle in a drain. It is asked only while draining: it copies the TLS
+// connection state.
 func isHTTP2(c net.Conn) bool {
 	tc, ok := c.(*tls.Conn)
 	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
