@@ -1,0 +1,84 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+)
+
+// The two builds a reload run alternates between; every response names the
+// build that answered it.
+var versions = [2]string{"v1", "v2"}
+
+// binaries maps a server name and version to its built binary.
+type binaries map[string]map[string]string
+
+// sourceDir is the bench module's directory: the working directory when it
+// holds the servers (go run .), else the directory this file was compiled
+// from.
+func sourceDir() (string, error) {
+	if _, err := os.Stat("servers/gozd/main.go"); err == nil {
+		return os.Getwd()
+	}
+	if _, file, _, ok := runtime.Caller(0); ok {
+		dir := filepath.Dir(file)
+		if _, err := os.Stat(filepath.Join(dir, "servers/gozd/main.go")); err == nil {
+			return dir, nil
+		}
+	}
+	return "", errors.New("run from the bench directory: cd bench && go run .")
+}
+
+// buildAll builds every server into dir: plain once, gozd and tableflip in
+// both versions.
+func buildAll(src, dir string) (binaries, error) {
+	bins := binaries{}
+	for _, b := range []struct {
+		name     string
+		versions []string
+	}{
+		{"plain", versions[:1]},
+		{"gozd", versions[:]},
+		{"tableflip", versions[:]},
+	} {
+		bins[b.name] = map[string]string{}
+		for _, v := range b.versions {
+			out := filepath.Join(dir, b.name+"-"+v)
+			cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.version="+v, "./servers/"+b.name)
+			cmd.Dir = src
+			if msg, err := cmd.CombinedOutput(); err != nil {
+				return nil, fmt.Errorf("building %s %s: %v\n%s", b.name, v, err, msg)
+			}
+			bins[b.name][v] = out
+		}
+	}
+	return bins, nil
+}
+
+// install puts the binary src at dst as a deploy does: written to a
+// temporary file beside dst, then renamed over it, so a process running the
+// old file is not disturbed and the next exec of dst runs the new one.
+func install(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o755)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}

@@ -1,0 +1,183 @@
+// Command bench measures gozd against plain net/http and against
+// cloudflare/tableflip: steady-state throughput and latency, failed requests
+// across reloads under load, reload and exit times, and memory. It builds
+// every server it measures, runs them on loopback one after another and
+// prints a table; with -out DIR it also writes DIR/BENCHMARKS.md and a chart
+// of the reload runs, DIR/bench/reload.svg.
+//
+//	cd bench && go run . -out ..
+//
+// The load generator is Go code in this package. See README.md.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// settings are the knobs of one run; the defaults fit a run of a few minutes
+// on a 2-core machine.
+type settings struct {
+	out         string
+	reps        int
+	dur, warm   time.Duration
+	clients     int
+	reloads     int
+	spacing     time.Duration
+	exitSamples int
+	idleConns   int
+	only        map[string]bool // phases to run; all when empty
+}
+
+// phases of a run, in order.
+var phases = []string{"steady", "reload", "exit", "memory"}
+
+func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[phase] }
+
+func main() {
+	var s settings
+	flag.StringVar(&s.out, "out", "", "also write `DIR`/BENCHMARKS.md and DIR/bench/reload.svg")
+	flag.IntVar(&s.reps, "reps", 5, "repetitions of each steady-state and memory measurement")
+	flag.DurationVar(&s.dur, "d", 2*time.Second, "length of one steady-state measurement")
+	flag.DurationVar(&s.warm, "warm", 300*time.Millisecond, "load before a steady-state measurement starts counting")
+	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state measurement")
+	flag.IntVar(&s.reloads, "reloads", 50, "reloads in a reload run under load")
+	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
+	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
+	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
+	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory (no report file)")
+	flag.Parse()
+	if *only != "" {
+		s.only = map[string]bool{}
+		for _, p := range strings.Split(*only, ",") {
+			if !slices.Contains(phases, p) {
+				fmt.Fprintf(os.Stderr, "bench: unknown phase %q in -only: want %s\n", p, strings.Join(phases, ", "))
+				os.Exit(2)
+			}
+			s.only[p] = true
+		}
+		s.out = ""
+	}
+
+	// A Ctrl-C must not leave servers running: stop them by pid first.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "bench: interrupted; stopping the servers")
+		cleanup()
+		os.Exit(1)
+	}()
+
+	err := run(&s)
+	cleanup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(s *settings) error {
+	began := time.Now()
+	r := &report{settings: s, began: began}
+	if err := raiseFileLimit(s.idleConns*2 + 1000); err != nil {
+		return err
+	}
+	if err := becomeSubreaper(); err != nil {
+		return err
+	}
+	src, err := sourceDir()
+	if err != nil {
+		return err
+	}
+	tmp, err := os.MkdirTemp("", "gozd-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(tmp)
+
+	// step starts a phase; the CPU other processes take meanwhile is
+	// told per phase, as a measure of how noisy its figures are.
+	step := func(what string) {
+		m := phaseMark{name: what, at: time.Now(), cpu: readCPU()}
+		note := ""
+		if n := len(r.phases); n > 0 {
+			_, share := r.phases[n-1].other(m)
+			note = fmt.Sprintf("; other processes took %.0f%% of the machine during %s", share*100, r.phases[n-1].name)
+		}
+		r.phases = append(r.phases, m)
+		fmt.Fprintf(os.Stderr, "bench: %-40s (%s%s)\n", what, time.Since(began).Round(time.Second), note)
+	}
+	step("building the servers")
+	bins, err := buildAll(src, filepath.Join(tmp, "build"))
+	if err != nil {
+		return err
+	}
+	env := &runEnv{s: s, tmp: tmp, bins: bins}
+
+	if s.runs("steady") {
+		step("steady state")
+		if r.steady, err = runSteady(env); err != nil {
+			return err
+		}
+	}
+	for _, name := range []string{"gozd", "tableflip"} {
+		if !s.runs("reload") {
+			break
+		}
+		step("reloads under load: " + name)
+		rr, err := runReloads(env, name)
+		if err != nil {
+			return err
+		}
+		r.reloads = append(r.reloads, rr)
+	}
+	for _, name := range []string{"gozd", "tableflip"} {
+		if !s.runs("exit") {
+			break
+		}
+		step("exit after last close: " + name)
+		ex, err := runExitAfterClose(env, name)
+		if err != nil {
+			return err
+		}
+		r.exits = append(r.exits, ex)
+	}
+	if s.runs("memory") {
+		step("memory")
+		if r.memory, err = runMemory(env); err != nil {
+			return err
+		}
+	}
+	step("done")
+	r.took = time.Since(began)
+
+	if len(s.only) > 0 {
+		return nil // the log above is the result
+	}
+	md := r.markdown()
+	fmt.Println(md)
+	if s.out == "" {
+		return nil
+	}
+	chartPath := filepath.Join(s.out, "bench", "reload.svg")
+	if err := os.MkdirAll(filepath.Dir(chartPath), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(chartPath, []byte(reloadChart(r.reloads)), 0o644); err != nil {
+		return err
+	}
+	mdPath := filepath.Join(s.out, "BENCHMARKS.md")
+	if err := os.WriteFile(mdPath, []byte(md), 0o644); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "bench: wrote %s and %s\n", mdPath, chartPath)
+	return nil
+}

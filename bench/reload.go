@@ -1,0 +1,345 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+const (
+	bucket     = 100 * time.Millisecond // resolution of the chart
+	maxBuckets = 6000                   // 10 minutes
+)
+
+// The reload run's load, by kind of client.
+var loadKinds = []struct {
+	name    string
+	clients int
+}{
+	{"http keep-alive", 16}, // net/http client, pooled connections
+	{"http new conn", 8},    // net/http client, keep-alives off
+	{"tcp connect+echo", 8}, // connect, echo a line, close
+}
+
+// loadGen is the traffic of a reload run: standard clients in a closed
+// loop, every outcome counted per kind and per 100 ms.
+type loadGen struct {
+	start    time.Time
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	ok, fail [maxBuckets]atomic.Int64
+	kindOK   []atomic.Int64
+	kindFail []atomic.Int64
+
+	mu   sync.Mutex
+	errs map[string]int // "kind: message" → count
+
+	clients []*http.Client
+}
+
+var addrPattern = regexp.MustCompile(`127\.0\.0\.1:\d+`)
+
+func (g *loadGen) record(kind int, err error) {
+	i := min(int(time.Since(g.start)/bucket), maxBuckets-1)
+	if err == nil {
+		g.ok[i].Add(1)
+		g.kindOK[kind].Add(1)
+		return
+	}
+	g.fail[i].Add(1)
+	g.kindFail[kind].Add(1)
+	msg := loadKinds[kind].name + ": " + addrPattern.ReplaceAllString(err.Error(), "ADDR")
+	g.mu.Lock()
+	g.errs[msg]++
+	g.mu.Unlock()
+}
+
+func startLoad(s *server) *loadGen {
+	g := &loadGen{
+		start: time.Now(), stop: make(chan struct{}), errs: map[string]int{},
+		kindOK: make([]atomic.Int64, len(loadKinds)), kindFail: make([]atomic.Int64, len(loadKinds)),
+	}
+	url := "http://" + s.httpAddr + "/"
+	pooled := &http.Client{Timeout: opTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
+	fresh := &http.Client{Timeout: opTimeout, Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
+	g.clients = []*http.Client{pooled, fresh}
+	get := func(c *http.Client) error {
+		resp, err := c.Get(url)
+		if err != nil {
+			return err
+		}
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return err
+		}
+		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello from bench") {
+			return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
+		}
+		return nil
+	}
+	ops := []func(buf []byte) error{
+		func([]byte) error { return get(pooled) },
+		func([]byte) error { return get(fresh) },
+		func(buf []byte) error { return echoOnce(s.tcpAddr, buf) },
+	}
+	for k, kind := range loadKinds {
+		for range kind.clients {
+			g.wg.Add(1)
+			go func() {
+				defer g.wg.Done()
+				buf := make([]byte, 64)
+				for {
+					select {
+					case <-g.stop:
+						return
+					default:
+					}
+					g.record(k, ops[k](buf))
+				}
+			}()
+		}
+	}
+	return g
+}
+
+func (g *loadGen) finish() time.Duration {
+	close(g.stop)
+	g.wg.Wait()
+	took := time.Since(g.start)
+	for _, c := range g.clients {
+		c.CloseIdleConnections()
+	}
+	return took
+}
+
+// reloadRun is one server's run of reloads under load.
+type reloadRun struct {
+	server    string
+	reloads   int
+	dur       time.Duration
+	ok, fail  []int64         // per bucket
+	marks     []time.Duration // when each reload was signalled, from the start
+	served    []time.Duration // signal → first answer from the new build
+	readyLog  []time.Duration // gozd's "worker ready after=" figures
+	failedRel int             // reloads whose new build never answered
+	kindOK    []int64
+	kindFail  []int64
+	errs      []string // "N × kind: message", most frequent first
+}
+
+func (r *reloadRun) total() (ok, fail int64) {
+	for i := range r.kindOK {
+		ok += r.kindOK[i]
+		fail += r.kindFail[i]
+	}
+	return ok, fail
+}
+
+// runReloads starts the named server, loads it, and reloads it into the
+// other build, installed on disk by rename, env.s.reloads times.
+func runReloads(env *runEnv, name string) (*reloadRun, error) {
+	s, err := env.start(name, versions[0])
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	rr := &reloadRun{server: name, reloads: env.s.reloads}
+	g := startLoad(s)
+	stopped := false
+	defer func() {
+		if !stopped {
+			g.finish()
+		}
+	}()
+	time.Sleep(500 * time.Millisecond) // a baseline before the first reload
+
+	for i := 1; i <= env.s.reloads; i++ {
+		want := versions[i%2]
+		if err := install(env.bins[name][want], s.bin); err != nil {
+			return nil, err
+		}
+		old := s.serving
+		from := s.log.mark()
+		t0 := time.Now()
+		rr.marks = append(rr.marks, t0.Sub(g.start))
+		if err := s.signalReload(); err != nil {
+			return nil, err
+		}
+		seen, err := waitVersion(s.httpAddr, want, 10*time.Second)
+		if err != nil {
+			rr.failedRel++
+			logf("  reload %d: %v", i, err)
+			continue
+		}
+		rr.served = append(rr.served, seen.Sub(t0))
+		after, err := s.reloaded(from, 10*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("%s reload %d: %w\n%s", name, i, err, s.log.tail(20))
+		}
+		if name == "gozd" {
+			rr.readyLog = append(rr.readyLog, after)
+		}
+		// tableflip refuses to upgrade again before the old process
+		// is gone; wait for it with gozd too, so both runs pace alike.
+		if err := s.waitGone(old, 15*time.Second); err != nil {
+			return nil, err
+		}
+		time.Sleep(env.s.spacing)
+	}
+	time.Sleep(500 * time.Millisecond)
+	rr.dur = g.finish()
+	stopped = true
+
+	n := min(int(rr.dur/bucket)+1, maxBuckets)
+	for i := range n {
+		rr.ok = append(rr.ok, g.ok[i].Load())
+		rr.fail = append(rr.fail, g.fail[i].Load())
+	}
+	for k := range loadKinds {
+		rr.kindOK = append(rr.kindOK, g.kindOK[k].Load())
+		rr.kindFail = append(rr.kindFail, g.kindFail[k].Load())
+	}
+	type count struct {
+		msg string
+		n   int
+	}
+	var counts []count
+	for msg, n := range g.errs {
+		counts = append(counts, count{msg, n})
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		if counts[i].n != counts[j].n {
+			return counts[i].n > counts[j].n
+		}
+		return counts[i].msg < counts[j].msg
+	})
+	for _, c := range counts {
+		rr.errs = append(rr.errs, fmt.Sprintf("%d × %s", c.n, c.msg))
+	}
+	ok, fail := rr.total()
+	logf("  %s: %d reloads, %d requests, %d failed; signal→serving %v", name, env.s.reloads, ok+fail, fail, durSpreadOf(rr.served))
+	for _, e := range rr.errs {
+		logf("    %s", e)
+	}
+	return rr, nil
+}
+
+// exitRun is the time from an old process's last connection closing to
+// its exit, measured over several idle reloads.
+type exitRun struct {
+	server   string
+	floor    []time.Duration // the binary started with -h, until it exits
+	times    []time.Duration
+	served   []time.Duration // signal → new build answers, without load
+	readyLog []time.Duration // gozd's "worker ready after=", without load
+}
+
+// runExitAfterClose holds one tcp connection to the serving process,
+// reloads, waits until the old process drains, closes the connection and
+// times the old process's exit by polling /proc every millisecond.
+func runExitAfterClose(env *runEnv, name string) (*exitRun, error) {
+	s, err := env.start(name, versions[0])
+	if err != nil {
+		return nil, err
+	}
+	defer s.stop()
+	ex := &exitRun{server: name}
+	if ex.floor, err = runStartFloor(env, name, 20); err != nil {
+		return nil, err
+	}
+	buf := make([]byte, 64)
+	for i := 1; i <= env.s.exitSamples; i++ {
+		c, err := net.DialTimeout("tcp", s.tcpAddr, opTimeout)
+		if err != nil {
+			return nil, err
+		}
+		// An answer proves the serving process took the connection.
+		if err := echo(c, buf); err != nil {
+			c.Close()
+			return nil, err
+		}
+		old := s.serving
+		want := versions[i%2]
+		if err := install(env.bins[name][want], s.bin); err != nil {
+			c.Close()
+			return nil, err
+		}
+		from := s.log.mark()
+		t0 := time.Now()
+		if err := s.signalReload(); err != nil {
+			c.Close()
+			return nil, err
+		}
+		seen, err := waitVersion(s.httpAddr, want, 10*time.Second)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		ex.served = append(ex.served, seen.Sub(t0))
+		after, err := s.reloaded(from, 10*time.Second)
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		if name == "gozd" {
+			ex.readyLog = append(ex.readyLog, after)
+		}
+		// The old process says it drains: gozd's master logs it,
+		// the tableflip server prints it when Exit fires.
+		_, _, err = s.log.waitFor(from, func(l string) bool {
+			if name == "gozd" {
+				return strings.Contains(l, `worker draining"`) && logField(l, "worker") == fmt.Sprint(old)
+			}
+			return strings.Contains(l, fmt.Sprintf("pid %d: draining", old))
+		}, 10*time.Second)
+		if err != nil {
+			c.Close()
+			return nil, fmt.Errorf("%s: old process %d never drained: %w; its output:\n%s", name, old, err, s.log.tail(30))
+		}
+		// Let the poller's connections to the old process end, so
+		// that the held one is its last.
+		time.Sleep(100 * time.Millisecond)
+		if gone(old) {
+			c.Close()
+			return nil, fmt.Errorf("%s: old process %d exited while a connection was open", name, old)
+		}
+		t0 = time.Now()
+		c.Close()
+		if err := s.waitGone(old, 15*time.Second); err != nil {
+			return nil, err
+		}
+		ex.times = append(ex.times, time.Since(t0))
+		time.Sleep(env.s.spacing)
+	}
+	logf("  %s: last close → exit %v; idle signal → serving %v", name, durSpreadOf(ex.times), durSpreadOf(ex.served))
+	return ex, nil
+}
+
+// runStartFloor times starting a server binary until it exits at once
+// (-h: flag parsing after every package's init), the floor under any
+// reload: a new process of that program has to get this far first.
+func runStartFloor(env *runEnv, name string, n int) ([]time.Duration, error) {
+	var times []time.Duration
+	for range n {
+		cmd := exec.Command(env.bins[name][versions[0]], "-h")
+		t0 := time.Now()
+		// -h exits 0 or 2 depending on the flag set; either is fine.
+		if err := cmd.Run(); err != nil {
+			if _, ok := err.(*exec.ExitError); !ok {
+				return nil, err
+			}
+		}
+		times = append(times, time.Since(t0))
+	}
+	logf("  %s: start to exit with -h %v", name, durSpreadOf(times))
+	return times, nil
+}
