@@ -1,15 +1,8 @@
 package gozd
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"io/fs"
-	"math/big"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gozd/gozd/internal/testcert"
 )
 
 // configFixtures makes a directory holding what the config tables refer to by
@@ -33,40 +28,22 @@ func configFixtures(tb testing.TB) string {
 			tb.Fatal(err)
 		}
 	}
-	key, keyPEM := newTestKey(tb)
-	_, otherPEM := newTestKey(tb)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	pair, err := testcert.New(time.Hour)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	write("key.pem", keyPEM)
-	write("cert.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}))
-	write("other-key.pem", otherPEM)
+	other, err := testcert.New(time.Hour)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	write("key.pem", pair.KeyPEM)
+	write("cert.pem", pair.CertPEM)
+	write("other-key.pem", other.KeyPEM)
 	write("garbage.pem", []byte("not a pem file\n"))
 	if err := os.Mkdir(filepath.Join(dir, "keydir"), 0o700); err != nil {
 		tb.Fatal(err)
 	}
 	return dir
-}
-
-func newTestKey(tb testing.TB) (*ecdsa.PrivateKey, []byte) {
-	tb.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	return key, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 }
 
 // parseIn parses text as the file app.conf in dir.
