@@ -127,9 +127,44 @@ type hijackedConn struct {
 	once    sync.Once
 }
 
+// Close closes the connection, then lets the drain know: in that order, so
+// the process cannot exit before the close (a TLS close_notify) is sent.
 func (c *hijackedConn) Close() error {
+	err := c.Conn.Close()
 	c.once.Do(func() { c.tracker.remove(c.Conn) })
-	return c.Conn.Close()
+	return err
+}
+
+// NetConn returns the connection beneath, for code that needs its type
+// (*net.TCPConn, *tls.Conn).
+func (c *hijackedConn) NetConn() net.Conn {
+	if hc, ok := c.Conn.(*httpConn); ok {
+		return hc.Conn
+	}
+	return c.Conn
+}
+
+// CloseWrite, CloseRead and ReadFrom keep half-close for tunnels and
+// zero-copy io.Copy into the connection.
+func (c *hijackedConn) CloseWrite() error {
+	if cw, ok := c.NetConn().(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *hijackedConn) CloseRead() error {
+	if cr, ok := c.NetConn().(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return errors.ErrUnsupported
+}
+
+func (c *hijackedConn) ReadFrom(r io.Reader) (int64, error) {
+	if rf, ok := c.NetConn().(io.ReaderFrom); ok {
+		return rf.ReadFrom(r)
+	}
+	return io.Copy(c.Conn, r)
 }
 
 // fcgiListener tracks the connections of a FastCGI group; net/http/fcgi
@@ -181,6 +216,7 @@ func (c *fcgiConn) Write(p []byte) (int, error) {
 }
 
 func (c *fcgiConn) Close() error {
+	err := c.Conn.Close()
 	c.once.Do(func() { c.tracker.remove(c) })
-	return c.Conn.Close()
+	return err
 }

@@ -10,12 +10,18 @@ import (
 	"time"
 )
 
-// h2Linger is how long an idle HTTP/2 connection of a draining group stays
-// open before it is closed: the server may still be flushing the frames that
-// ended its last stream when it reports the connection idle, and a client
-// that opens a new stream meanwhile is answered with GOAWAY. net/http's own
-// HTTP/2 shutdown waits as long.
-const h2Linger = time.Second
+// How long an idle HTTP connection of a draining group stays open before it
+// is closed. HTTP/2: the server may still be flushing the frames that ended
+// its last stream when it reports the connection idle, and a client that
+// opens a new stream meanwhile is answered with GOAWAY; net/http's own
+// HTTP/2 shutdown waits as long. HTTP/1: the client's next request may
+// already sit in net/http's buffers (its background read takes the first
+// bytes while the handler finishes); in that moment it goes on to be served,
+// with Connection: close, instead of being cut.
+const (
+	h2Linger = time.Second
+	h1Linger = 50 * time.Millisecond
+)
 
 // connTracker is the set of open connections of one group, each either busy
 // or idle, that lets a group drain: once draining, idle connections are
@@ -36,9 +42,10 @@ type connTracker struct {
 }
 
 type connState struct {
-	idle    bool
-	linger  bool // HTTP/2: close a while after it turns idle, not at once
-	closing bool // a delayed close is pending
+	idle      bool
+	linger    bool // HTTP/2: close a while after it turns idle, not at once
+	closing   bool // a delayed close is pending
+	idleSince time.Time
 }
 
 func newConnTracker() *connTracker {
@@ -61,6 +68,9 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 		t.mu.Unlock()
 		return
 	}
+	if idle && !st.idle {
+		st.idleSince = time.Now()
+	}
 	st.idle, st.linger = idle, linger
 	t.conns[c] = st
 	closeNow := idle && t.draining.Load() && t.closeIdleLocked(c)
@@ -75,13 +85,7 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 // delayed close for a lingering one.
 func (t *connTracker) closeIdleLocked(c net.Conn) bool {
 	st := t.conns[c]
-	if !st.linger && !isHTTP2(c) {
-		if hc := asHTTPConn(c); hc != nil && hc.read.Load() {
-			// The next request is arriving; net/http reports the
-			// connection busy only once its header is complete. It is
-			// answered with Connection: close.
-			return false
-		}
+	if asHTTPConn(c) == nil && !st.linger {
 		delete(t.conns, c)
 		t.checkDoneLocked()
 		return true
@@ -89,9 +93,16 @@ func (t *connTracker) closeIdleLocked(c net.Conn) bool {
 	if !st.closing {
 		st.closing = true
 		t.conns[c] = st
-		time.AfterFunc(h2Linger, func() { t.closeIfIdle(c) })
+		time.AfterFunc(lingerFor(c, st), func() { t.closeIfIdle(c) })
 	}
 	return false
+}
+
+func lingerFor(c net.Conn, st connState) time.Duration {
+	if st.linger || isHTTP2(c) {
+		return h2Linger
+	}
+	return h1Linger
 }
 
 // closeIfIdle closes c if it is still tracked and idle.
@@ -103,6 +114,24 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		t.conns[c] = st
 	}
 	if !ok || !isIdle(c, st) {
+		t.mu.Unlock()
+		return
+	}
+	linger := lingerFor(c, st)
+	if wait := linger - time.Since(st.idleSince); !st.idleSince.IsZero() && wait > 0 {
+		// It turned busy and idle again meanwhile: a full linger from then.
+		st.closing = true
+		t.conns[c] = st
+		t.mu.Unlock()
+		time.AfterFunc(wait, func() { t.closeIfIdle(c) })
+		return
+	}
+	if hc := asHTTPConn(c); hc != nil && linger == h1Linger && hc.read.Load() {
+		// The next request is arriving; net/http reports the connection
+		// busy only once its header is complete, and answers it with
+		// Connection: close. Bytes that never make a request must not
+		// hold the drain for IdleTimeout: give them ReadHeaderTimeout.
+		hc.SetReadDeadline(time.Now().Add(DefaultReadHeaderTimeout))
 		t.mu.Unlock()
 		return
 	}
@@ -266,11 +295,23 @@ func (w *drainingWriter) ReadFrom(r io.Reader) (int64, error) {
 	return io.Copy(w.ResponseWriter, r)
 }
 
+func (w *drainingWriter) WriteString(s string) (int, error) {
+	w.beforeHeader()
+	return io.WriteString(w.ResponseWriter, s)
+}
+
 func (w *drainingWriter) Flush() {
 	w.beforeHeader()
 	if f, ok := w.ResponseWriter.(http.Flusher); ok {
 		f.Flush()
 	}
+}
+
+// FlushError lets http.ResponseController report a failed flush (a client
+// gone) instead of stopping at Flush, which cannot.
+func (w *drainingWriter) FlushError() error {
+	w.beforeHeader()
+	return http.NewResponseController(w.ResponseWriter).Flush()
 }
 
 // Hijack hands the connection to the handler; it stays tracked until the

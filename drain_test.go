@@ -9,6 +9,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -981,4 +982,75 @@ func TestDrainHijacked(t *testing.T) {
 	if err := waitErr(t, shut, "Shutdown"); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
+}
+
+// The response to /first is complete at the client while the handler still
+// runs; the client sends /second at once (keep-alive, no pipelining), then the
+// handler returns. net/http's background read has taken /second's first byte
+// (plain) or its whole TLS record before StateIdle clears httpConn.read.
+func drainNextRequest(t *testing.T, useTLS bool) {
+	release := make(chan struct{})
+	h := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/first" {
+			w.Header().Set("Content-Length", "5")
+			io.WriteString(w, "first")
+			w.(http.Flusher).Flush()
+			<-release
+			return
+		}
+		io.WriteString(w, "hello "+r.URL.Path)
+	}
+	cfg := &Config{Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	if useTLS {
+		dir := shortTempDir(t)
+		key, cert, _ := writeServeKeyPair(t, dir)
+		cfg.Groups[0].Mode, cfg.Groups[0].Key, cfg.Groups[0].Cert = ModeHTTPS, key, cert
+	}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": http.HandlerFunc(h)})
+	gs := td.group(t, "web")
+	var c net.Conn = dialTCP(t, td.addr(t, "web"))
+	if useTLS {
+		tc := tls.Client(c, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}})
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		c = tc
+	}
+	c.SetDeadline(time.Now().Add(serveWait))
+	r := bufio.NewReader(c)
+	io.WriteString(c, "GET /first HTTP/1.1\r\nHost: x\r\n\r\n")
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.ReadAll(resp.Body)
+	resp.Body.Close()
+	shut := shutdownAsync(td.Daemon, context.Background())
+	td.waitDrainStarted(t, gs)
+	io.WriteString(c, "GET /second HTTP/1.1\r\nHost: x\r\n\r\n")
+	// Give net/http's background read the chance to take the request
+	// before the handler returns; on a slow machine the test is only
+	// less sharp, it cannot fail for it.
+	time.Sleep(50 * time.Millisecond)
+	close(release)
+	resp, err = http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("keep-alive request sent during the drain, after a complete response: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || string(body) != "hello /second" || !resp.Close {
+		t.Errorf("got %s %q close=%v; want 200 %q with Connection: close", resp.Status, body, resp.Close, "hello /second")
+	}
+	if err := waitErr(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+}
+
+// TestDrainHTTPNextRequest: a keep-alive client that sends its next request
+// right after a complete response, while the handler is still finishing and
+// the drain has begun, gets it answered, in clear text and over TLS.
+func TestDrainHTTPNextRequest(t *testing.T) {
+	t.Run("plain", func(t *testing.T) { drainNextRequest(t, false) })
+	t.Run("tls", func(t *testing.T) { drainNextRequest(t, true) })
 }
