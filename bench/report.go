@@ -466,7 +466,7 @@ func (r *report) p99Gap(w workload, l spread) string {
 func costOf(w workload) string {
 	switch w.name {
 	case "http keep-alive":
-		return "Per request gozd's http server wraps the ResponseWriter (an allocation, so a response can say `Connection: close` once draining), runs two ConnState callbacks (busy/idle tracking under the group's mutex, so a drain closes only idle connections) and arms read deadlines (ReadHeaderTimeout, IdleTimeout) that the timeout-less plain server does not."
+		return "Per request gozd's http server wraps the ResponseWriter (an allocation, so a response can say `Connection: close` once draining), wraps the connection (a read mark, so a drain never closes one whose next request is arriving), runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections) and arms read deadlines (ReadHeaderTimeout, IdleTimeout) that the timeout-less plain server does not."
 	case "http new conn":
 		return "Per connection gozd tracks the connection (a map insert and delete under the group's mutex, ConnState callbacks) and arms read deadlines; with a new connection per request that is per request."
 	case "tcp echo":
