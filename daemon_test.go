@@ -120,8 +120,12 @@ func opsStart(t *testing.T, bin, conf string) *opsDaemon {
 		t.Fatalf("start: %v", r)
 	}
 	d := &opsDaemon{t: t, bin: bin, conf: conf, line: strings.TrimSpace(r.stdout)}
-	d.pid, d.addrs = startedAddrs(t, d.line)
+	// Stop it at the end even if the rest of the line does not parse.
+	if _, err := fmt.Sscanf(d.line, "gozd: started, pid %d", &d.pid); err != nil {
+		t.Fatalf("start line %q: %v", d.line, err)
+	}
 	opsKillOnCleanup(t, d.pid)
+	_, d.addrs = startedAddrs(t, d.line)
 	return d
 }
 
