@@ -915,16 +915,7 @@ func TestDrainHTTPHalfSentRequest(t *testing.T) {
 	if _, err := io.WriteString(c, "st: gozd.test\r\n\r\n"); err != nil {
 		t.Fatal(err)
 	}
-	c.SetReadDeadline(time.Now().Add(serveWait))
-	resp, err := http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatalf("request half sent when the drain began: %v; want it answered", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "hello /second" || !resp.Close {
-		t.Errorf("got %s %q close=%v; want 200 %q with Connection: close", resp.Status, body, resp.Close, "hello /second")
-	}
+	expectAnswered(t, c, r, "/second", "request half sent when the drain began")
 	if err := waitErr(t, shut, "Shutdown"); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
@@ -1033,15 +1024,7 @@ func drainNextRequest(t *testing.T, useTLS bool) {
 	// less sharp, it cannot fail for it.
 	time.Sleep(50 * time.Millisecond)
 	close(release)
-	resp, err = http.ReadResponse(r, nil)
-	if err != nil {
-		t.Fatalf("keep-alive request sent during the drain, after a complete response: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(body) != "hello /second" || !resp.Close {
-		t.Errorf("got %s %q close=%v; want 200 %q with Connection: close", resp.Status, body, resp.Close, "hello /second")
-	}
+	expectAnswered(t, c, r, "/second", "keep-alive request sent during the drain, after a complete response")
 	if err := waitErr(t, shut, "Shutdown"); err != nil {
 		t.Errorf("Shutdown: %v", err)
 	}
@@ -1053,4 +1036,20 @@ func drainNextRequest(t *testing.T, useTLS bool) {
 func TestDrainHTTPNextRequest(t *testing.T) {
 	t.Run("plain", func(t *testing.T) { drainNextRequest(t, false) })
 	t.Run("tls", func(t *testing.T) { drainNextRequest(t, true) })
+}
+
+// expectAnswered reads the response to GET path from r: 200, "hello PATH"
+// and Connection: close, as every response of a draining group says.
+func expectAnswered(t *testing.T, c net.Conn, r *bufio.Reader, path, what string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(serveWait))
+	resp, err := http.ReadResponse(r, nil)
+	if err != nil {
+		t.Fatalf("%s: %v; want it answered", what, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if want := "hello " + path; resp.StatusCode != http.StatusOK || string(body) != want || !resp.Close {
+		t.Errorf("%s: got %s %q close=%v; want 200 %q with Connection: close", what, resp.Status, body, resp.Close, want)
+	}
 }

@@ -84,12 +84,9 @@ func (h *heldListener) close() {
 		return
 	}
 	h.closed = true
-	// The master owns unix socket files: it removes them itself, below,
-	// only when no worker will use the socket again.
-	if ul, ok := h.ln.(*net.UnixListener); ok {
-		ul.SetUnlinkOnClose(false)
-	}
-	h.ln.Close()
+	// bind closed h.ln already (without unlinking): fd is the socket. The
+	// master owns unix socket files and removes them itself, here, once no
+	// worker will use the socket again.
 	unix.Close(h.fd)
 	if h.g.Network == "unix" && !h.inherited {
 		os.Remove(h.g.Address)
