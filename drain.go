@@ -244,8 +244,9 @@ func (t *connTracker) checkDoneLocked() {
 func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		dw := &drainingWriter{ResponseWriter: w, gs: gs}
+		defer gs.recoverHTTP(dw, r)
 		h.ServeHTTP(dw, r)
-		if !dw.hijacked {
+		if dw.hijackedConn == nil {
 			// A handler that wrote nothing: net/http sends the
 			// header now, and it must say close too.
 			dw.beforeHeader()
@@ -259,9 +260,9 @@ func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 // Unwrap for http.ResponseController.
 type drainingWriter struct {
 	http.ResponseWriter
-	gs          *groupServer
-	wroteHeader bool
-	hijacked    bool
+	gs           *groupServer
+	wroteHeader  bool
+	hijackedConn *hijackedConn // set once the handler took the connection over
 }
 
 // beforeHeader runs before the response header is sent.
@@ -325,8 +326,8 @@ func (w *drainingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	w.hijacked = true
-	return &hijackedConn{Conn: c, tracker: w.gs.tracker}, brw, nil
+	w.hijackedConn = &hijackedConn{Conn: c, tracker: w.gs.tracker}
+	return w.hijackedConn, brw, nil
 }
 
 // CloseNotify keeps http.CloseNotifier, deprecated but still asserted

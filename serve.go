@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/fcgi"
+	"runtime/debug"
 	"slices"
 	"sort"
 	"strings"
@@ -34,6 +35,10 @@ const closeGrace = 2 * time.Second
 // API beneath Daemonize. Build it with New, register a handler for every
 // group, then call Serve. It binds its own listeners unless it was given
 // inherited ones (as in a worker started by the master).
+//
+// A panic in a handler of any mode costs that request only: it is logged at
+// ERROR with its stack, a response not yet started is answered 500 (the
+// connection serves on), and one under way is cut.
 //
 // A Daemon does no process management: no master, no reload, no pid file.
 // Daemonize adds those.
@@ -401,7 +406,7 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 		go func() {
 			defer wg.Done()
 			ln := &fcgiListener{Listener: retryingListener{Listener: gs.ln, log: gs.log}, tracker: gs.tracker}
-			err := fcgi.Serve(ln, handler.(http.Handler))
+			err := fcgi.Serve(ln, gs.fcgiRecovering(handler.(http.Handler)))
 			gs.logAcceptEnd(err)
 		}()
 	default: // http, https
@@ -411,7 +416,7 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 			IdleTimeout:       DefaultIdleTimeout,
 			TLSConfig:         gs.tlsConfig,
 			ConnState:         gs.trackHTTP,
-			ErrorLog:          slog.NewLogLogger(gs.log.Handler(), slog.LevelDebug),
+			ErrorLog:          serverErrorLog(gs.log),
 		}
 		go func() {
 			defer wg.Done()
@@ -436,6 +441,13 @@ func (gs *groupServer) logAcceptEnd(err error) {
 // trackHTTP follows the state of the group's HTTP connections.
 func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	hc := asHTTPConn(c)
+	if hc == nil {
+		// A connection gozd did not accept: an HTTP/2 server that a
+		// handler runs on the connection it hijacked (h2c.NewHandler)
+		// reports through this server's ConnState. The connection is
+		// tracked already, as hijacked, until the handler closes it.
+		return
+	}
 	switch state {
 	case http.StateNew:
 		gs.tracker.add(c)
@@ -498,7 +510,7 @@ func (gs *groupServer) serveTCP(handler func(Conn), connCtx context.Context) {
 			}()
 			defer func() {
 				if r := recover(); r != nil {
-					gs.log.Error("tcp handler panicked", "remote", c.RemoteAddr().String(), "panic", r)
+					gs.log.Error("tcp handler panicked", "remote", c.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
 				}
 			}()
 			handler(conn)

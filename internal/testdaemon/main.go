@@ -9,7 +9,8 @@
 //	                      connection keeps its old worker alive
 //
 // The version handler answers GET / with "VERSION PID\n" and the headers
-// X-Version and X-Pid, and GET /sleep?d=DURATION after that long.
+// X-Version and X-Pid, GET /sleep?d=DURATION after that long, and panics on
+// GET /panic; the echo panics on the line "panic".
 //
 // Build with -ldflags "-X main.version=v2 -X main.behavior=B" where B is
 // empty for a normal daemon, "crash" for a worker that exits 3 right after
@@ -74,6 +75,9 @@ func main() {
 func serveVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Version", version)
 	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+	if r.URL.Path == "/panic" {
+		panic("testdaemon: panic on purpose")
+	}
 	if r.URL.Path == "/sleep" {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))
 		if err != nil || d < 0 || d > time.Minute {
@@ -98,6 +102,9 @@ func echo(conn gozd.Conn) {
 	r := bufio.NewReader(conn)
 	for {
 		line, err := r.ReadString('\n')
+		if line == "panic\n" {
+			panic("testdaemon: echo panics on purpose")
+		}
 		if len(line) > 0 {
 			if _, werr := conn.Write([]byte(line)); werr != nil {
 				return

@@ -1,0 +1,16 @@
+module github.com/gozd/gozd/integration
+
+go 1.26.0
+
+replace github.com/gozd/gozd => ../
+
+require (
+	github.com/gozd/gozd v0.0.0-00010101000000-000000000000
+	golang.org/x/net v0.62.0
+)
+
+require (
+	github.com/coreos/go-systemd/v22 v22.7.0 // indirect
+	golang.org/x/sys v0.50.0 // indirect
+	golang.org/x/text v0.43.0 // indirect
+)
