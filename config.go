@@ -551,40 +551,39 @@ func lookupOwner(owner string) (uid, gid int, err error) {
 		return -1, -1, err
 	}
 	if userName != "" {
-		if uid, err = lookupID(userName, "user", func(name string) (string, error) {
-			u, err := user.Lookup(name)
-			if err != nil {
-				return "", err
-			}
-			return u.Uid, nil
-		}); err != nil {
+		if uid, err = lookupID("user", userName); err != nil {
 			return -1, -1, err
 		}
 	}
 	if groupName != "" {
-		if gid, err = lookupID(groupName, "group", func(name string) (string, error) {
-			g, err := user.LookupGroup(name)
-			if err != nil {
-				return "", err
-			}
-			return g.Gid, nil
-		}); err != nil {
+		if gid, err = lookupID("group", groupName); err != nil {
 			return -1, -1, err
 		}
 	}
 	return uid, gid, nil
 }
 
-// lookupID returns the id of a user or group (kind) given by name or as
+// lookupID returns the id of a user or group (kind), given by name or as
 // digits.
-func lookupID(name, kind string, lookup func(string) (string, error)) (int, error) {
+func lookupID(kind, name string) (int, error) {
 	id := name
 	if !isDigits(name) {
 		var err error
-		if id, err = lookup(name); err != nil {
-			if errors.As(err, new(user.UnknownUserError)) || errors.As(err, new(user.UnknownGroupError)) {
-				return -1, fmt.Errorf("unknown %s %q", kind, name)
+		if kind == "user" {
+			var u *user.User
+			if u, err = user.Lookup(name); err == nil {
+				id = u.Uid
 			}
+		} else {
+			var g *user.Group
+			if g, err = user.LookupGroup(name); err == nil {
+				id = g.Gid
+			}
+		}
+		if errors.As(err, new(user.UnknownUserError)) || errors.As(err, new(user.UnknownGroupError)) {
+			return -1, fmt.Errorf("unknown %s %q", kind, name)
+		}
+		if err != nil {
 			return -1, fmt.Errorf("looking up %s %q: %w", kind, name, err)
 		}
 	}

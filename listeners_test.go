@@ -433,17 +433,22 @@ func TestUpdateSocketFile(t *testing.T) {
 		t.Cleanup(func() { ln.Close() })
 		return ln.(*unixListener), g
 	}
+	// changed is g with chmod mode and, as root, owner nobody.
+	changed := func(t *testing.T, g *GroupConfig, mode os.FileMode) GroupConfig {
+		now := *g
+		now.Chmod = mode
+		if os.Geteuid() == 0 {
+			_, _, group := nobodyAccount(t)
+			now.Owner = "nobody:" + group
+		}
+		return now
+	}
 
 	t.Run("changed and taken out", func(t *testing.T) {
 		ln, was := bound(t)
 		path := was.Address
 		created, uid, gid := modeOwner(t, path)
-		now := *was
-		now.Chmod = 0o606
-		if os.Geteuid() == 0 {
-			_, _, group := nobodyAccount(t)
-			now.Owner = "nobody:" + group
-		}
+		now := changed(t, was, 0o606)
 		if err := ln.updateSocketFile(was, &now); err != nil {
 			t.Fatal(err)
 		}
@@ -493,12 +498,7 @@ func TestUpdateSocketFile(t *testing.T) {
 			}
 			target := tt.plant(t, path)
 			before, uid, gid := modeOwner(t, target)
-			now := *was
-			now.Chmod = 0o666
-			if os.Geteuid() == 0 {
-				_, _, group := nobodyAccount(t)
-				now.Owner = "nobody:" + group
-			}
+			now := changed(t, was, 0o666)
 			err := ln.updateSocketFile(was, &now)
 			if err == nil || !strings.Contains(err.Error(), path) {
 				t.Errorf("updateSocketFile = %v; want an error naming %s", err, path)

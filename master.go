@@ -396,17 +396,21 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 		if h.g.Chmod == g.Chmod && h.g.Owner == g.Owner {
 			continue
 		}
-		ul, ok := h.ln.(*unixListener)
-		if !ok || h.inherited {
+		if h.inherited {
 			m.log.Warn("chmod and owner of a socket passed by systemd are set by its socket unit (SocketMode=, SocketUser=, SocketGroup=); not changing them", "group", g.Name, "path", g.Address)
+			h.g.Chmod, h.g.Owner = g.Chmod, g.Owner // say it once
 			continue
+		}
+		ul, ok := h.ln.(*unixListener)
+		if !ok {
+			continue // not a unix socket file of ours
 		}
 		if err := ul.updateSocketFile(&h.g, g); err != nil {
 			m.log.Error("socket file not updated to the new chmod and owner", "group", g.Name, "path", g.Address, "err", err)
 			continue
 		}
 		h.g.Chmod, h.g.Owner = g.Chmod, g.Owner
-		m.log.Info("socket file updated", "group", g.Name, "path", g.Address, "chmod", fmt.Sprintf("%#o", uint32(g.Chmod)), "owner", g.Owner)
+		m.log.Info("socket file updated to the new chmod and owner", "group", g.Name, "path", g.Address, "chmod", fmt.Sprintf("%#o", uint32(g.Chmod)), "owner", g.Owner)
 	}
 	return held, added, nil
 }
