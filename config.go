@@ -65,7 +65,8 @@ type GroupConfig struct {
 	Address string      // tcp: host:port as net.Listen takes it (":9000" for all interfaces); unix: the socket path, absolute when parsed
 	Key     string      // https only: path of the PEM private key, absolute when parsed
 	Cert    string      // https only: path of the PEM certificate chain, absolute when parsed
-	Chmod   os.FileMode // unix sockets: mode to set after binding; 0 = leave as created
+	Chmod   os.FileMode // unix sockets: mode of the socket file; 0 = as created (0777 minus the umask)
+	Owner   string      // unix sockets: owner of the socket file, "user:group", "user" or ":group" (names or ids); "" = the master's
 	Line    int         // line of the [Name] header in Config.File, for messages; 0 when built in code
 }
 
@@ -144,8 +145,8 @@ func ParseConfig(name string, r io.Reader) (*Config, error) {
 
 // Validate checks what must hold for the whole configuration: every group
 // has a valid name, a known mode and a well-formed address of a known network;
-// https groups have a key and cert and no other group has them; chmod is only
-// on unix sockets; group names and addresses are unique (tcp port 0, "any
+// https groups have a key and cert and no other group has them; chmod and
+// owner are only on unix sockets, and owner is well formed; group names and addresses are unique (tcp port 0, "any
 // free port", never clashes). It does not read key or cert files and does not
 // try the addresses. The error is a *ConfigError at the group's line when known.
 func (c *Config) Validate() error {
@@ -284,6 +285,14 @@ func (g *GroupConfig) validate() error {
 			return fmt.Errorf("group %q: chmod %#o is out of range 0..0777", g.Name, uint32(g.Chmod))
 		}
 	}
+	if g.Owner != "" {
+		if g.Network != "unix" {
+			return fmt.Errorf("group %q: owner applies only to unix sockets", g.Name)
+		}
+		if _, _, err := splitOwner(g.Owner); err != nil {
+			return fmt.Errorf("group %q: %w", g.Name, err)
+		}
+	}
 	return nil
 }
 
@@ -312,7 +321,7 @@ var (
 		"user": true, "group": true, "maxfds": true,
 	}
 	groupDirectives = map[string]bool{
-		"mode": true, "listen": true, "key": true, "cert": true, "chmod": true,
+		"mode": true, "listen": true, "key": true, "cert": true, "chmod": true, "owner": true,
 	}
 )
 
@@ -433,8 +442,10 @@ func (p *configParser) endGroup() error {
 			}
 		}
 	}
-	if line, ok := p.seen["chmod"]; ok && g.Network == "tcp" {
-		return fail(line, "chmod applies only to unix sockets; group %q listens on tcp", g.Name)
+	for _, d := range []string{"chmod", "owner"} {
+		if line, ok := p.seen[d]; ok && g.Network == "tcp" {
+			return fail(line, "%s applies only to unix sockets; group %q listens on tcp", d, g.Name)
+		}
 	}
 	if err := g.validate(); err != nil {
 		return &ConfigError{File: p.cfg.File, Line: g.Line, Err: err}
@@ -508,8 +519,79 @@ func (p *configParser) setGroup(name, value string) error {
 			return fmt.Errorf("chmod 0 would leave the socket unusable; leave chmod out to keep the mode it is created with")
 		}
 		g.Chmod = os.FileMode(mode)
+	case "owner":
+		// Looked up now, so that a typo is reported at its line.
+		if _, _, err := lookupOwner(value); err != nil {
+			return err
+		}
+		g.Owner = value
 	}
 	return nil
+}
+
+// splitOwner splits an owner value, "user:group", "user" or ":group", into
+// its parts; a part not given is "".
+func splitOwner(owner string) (user, group string, err error) {
+	user, group, colon := strings.Cut(owner, ":")
+	if user == "" && group == "" || colon && group == "" || strings.Contains(group, ":") {
+		return "", "", fmt.Errorf("bad owner %q: use user:group, user or :group", owner)
+	}
+	return user, group, nil
+}
+
+// lookupOwner returns the uid and gid an owner value names, -1 for a part
+// it does not give; "" gives neither. Names are looked up, digits are ids.
+func lookupOwner(owner string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if owner == "" {
+		return uid, gid, nil
+	}
+	userName, groupName, err := splitOwner(owner)
+	if err != nil {
+		return -1, -1, err
+	}
+	if userName != "" {
+		if uid, err = lookupID("user", userName); err != nil {
+			return -1, -1, err
+		}
+	}
+	if groupName != "" {
+		if gid, err = lookupID("group", groupName); err != nil {
+			return -1, -1, err
+		}
+	}
+	return uid, gid, nil
+}
+
+// lookupID returns the id of a user or group (kind), given by name or as
+// digits.
+func lookupID(kind, name string) (int, error) {
+	id := name
+	if !isDigits(name) {
+		var err error
+		if kind == "user" {
+			var u *user.User
+			if u, err = user.Lookup(name); err == nil {
+				id = u.Uid
+			}
+		} else {
+			var g *user.Group
+			if g, err = user.LookupGroup(name); err == nil {
+				id = g.Gid
+			}
+		}
+		if errors.As(err, new(user.UnknownUserError)) || errors.As(err, new(user.UnknownGroupError)) {
+			return -1, fmt.Errorf("unknown %s %q", kind, name)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("looking up %s %q: %w", kind, name, err)
+		}
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return -1, fmt.Errorf("bad %s id %q", kind, id)
+	}
+	return int(n), nil
 }
 
 func (p *configParser) setGlobal(name, value string) error {

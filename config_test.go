@@ -197,6 +197,18 @@ func TestParseConfigAccepts(t *testing.T) {
 		{"chmod before listen", "[a]\nchmod 0600\nmode fcgi\nlisten /tmp/a.sock\n", func(c *Config) bool {
 			return c.Groups[0].Chmod == 0o600
 		}},
+		{"owner user and group", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner root:root\n", func(c *Config) bool {
+			return c.Groups[0].Owner == "root:root"
+		}},
+		{"owner user only", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner [root]\n", func(c *Config) bool {
+			return c.Groups[0].Owner == "root"
+		}},
+		{"owner group only, numeric", "[a]\nowner :0\nmode fcgi\nlisten /tmp/a.sock\n", func(c *Config) bool {
+			return c.Groups[0].Owner == ":0"
+		}},
+		{"owner numeric ids", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner 12345:54321\nchmod 0660\n", func(c *Config) bool {
+			return c.Groups[0].Owner == "12345:54321" && c.Groups[0].Chmod == 0o660
+		}},
 		{"https keys before mode", "[a]\nkey key.pem\ncert cert.pem\nlisten 443\nmode https\n", func(c *Config) bool {
 			return c.Groups[0].Key == abs("key.pem") && c.Groups[0].Cert == abs("cert.pem")
 		}},
@@ -286,6 +298,16 @@ var configErrorTests = []struct {
 	{"chmod words", "[a]\nmode fcgi\nlisten /tmp/a.sock\nchmod rw-rw----\n", 4, "octal"},
 	{"chmod zero", "[a]\nmode fcgi\nlisten /tmp/a.sock\nchmod 0\n", 4, "unusable"},
 	{"chmod on tcp", "[a]\nmode http\nchmod 0660\nlisten 80\n", 3, "only to unix sockets"},
+	{"owner on tcp", "[a]\nmode http\nlisten 80\nowner root:root\n", 4, "owner applies only to unix sockets"},
+	{"owner unknown user", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner no-such-user-gozd:root\n", 4, `unknown user "no-such-user-gozd"`},
+	{"owner unknown group", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner root:no-such-group-gozd\n", 4, `unknown group "no-such-group-gozd"`},
+	{"owner unknown group only", "[a]\nowner :no-such-group-gozd\nmode fcgi\nlisten /tmp/a.sock\n", 2, `unknown group "no-such-group-gozd"`},
+	{"owner empty group", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner root:\n", 4, "bad owner"},
+	{"owner colon only", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner :\n", 4, "user:group, user or :group"},
+	{"owner three parts", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner root:root:root\n", 4, "bad owner"},
+	{"owner user id too big", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner 99999999999\n", 4, "bad user id"},
+	{"owner duplicate", "[a]\nmode fcgi\nlisten /tmp/a.sock\nowner root\nowner :root\n", 5, "duplicate directive"},
+	{"owner global", "owner root\n[a]\nmode fcgi\nlisten /tmp/a.sock\n", 1, "belongs in a group"},
 	{"drain_timeout zero", "drain_timeout 0\n[a]\nmode tcp\nlisten 80\n", 1, "greater than 0"},
 	{"drain_timeout 0s", "drain_timeout 0s\n[a]\nmode tcp\nlisten 80\n", 1, "cut every connection"},
 	{"drain_timeout negative", "drain_timeout -5s\n[a]\nmode tcp\nlisten 80\n", 1, `bad duration "-5s"`},
@@ -480,6 +502,9 @@ func TestValidate(t *testing.T) {
 		{"https without key", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeHTTPS, Network: "tcp", Address: ":1", Cert: "c"}}}, 0, "needs a key"},
 		{"key on http", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeHTTP, Network: "tcp", Address: ":1", Key: "k"}}}, 0, "only to https"},
 		{"chmod on tcp", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Chmod = 0o600 })}}, 0, "only to unix"},
+		{"owner on tcp", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Owner = "root" })}}, 0, "only to unix"},
+		{"bad owner", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeFCGI, Network: "unix", Address: "/a", Owner: "a:b:c"}}}, 0, "bad owner"},
+		{"owner not looked up", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeFCGI, Network: "unix", Address: "/a", Owner: "no-such-user-gozd"}}}, 0, ""},
 		{"chmod out of range", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeFCGI, Network: "unix", Address: "/a", Chmod: 0o1777}}}, 0, "out of range"},
 		{"bad name", Config{Groups: []GroupConfig{tcp("a b", ":1")}}, 0, "bad group name"},
 		{"same address", Config{Groups: []GroupConfig{tcp("a", ":1"), tcp("b", ":1")}}, 0, "both listen on :1"},

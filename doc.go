@@ -52,6 +52,10 @@
 // A SIGHUP during a reload starts no second worker: it queues one more
 // reload for when the current one ends, so the newest binary wins.
 //
+// A kept unix socket keeps its file; a changed chmod or owner is applied to
+// it. A new one is bound in a private directory and renamed into place, so
+// its file never has any other mode or owner than the configured ones.
+//
 // Reload needs a built binary: "go run" builds into a temporary directory
 // that is gone once it exits.
 //

@@ -347,14 +347,17 @@ func (m *master) startWorker(cfg *Config, held map[string]*heldListener, added [
 // bind returns the listeners cfg needs: the ones held already whose address
 // is unchanged, then inherited ones (socket activation), then new ones.
 // added are the ones bound now, for the caller to close if the worker that
-// was to use them fails.
+// was to use them fails. Once all are bound, the socket files of kept unix
+// listeners get cfg's chmod and owner if they changed.
 func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[string]*heldListener, added []*heldListener, err error) {
 	held = make(map[string]*heldListener, len(cfg.Groups))
+	var kept []*GroupConfig
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
 		key := listenKey(g)
 		if h, ok := m.held[key]; ok {
 			held[key] = h
+			kept = append(kept, g)
 			continue
 		}
 		ln, ok := activated[g.Name]
@@ -372,7 +375,7 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 			err = fmt.Errorf("%s: %w", g, derr)
 			break
 		}
-		if ul, ok := ln.(*net.UnixListener); ok {
+		if ul, ok := ln.(interface{ SetUnlinkOnClose(bool) }); ok {
 			ul.SetUnlinkOnClose(false)
 		}
 		// Hold the socket by the raw duplicate only: a listener left in the
@@ -387,6 +390,27 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 			h.close()
 		}
 		return nil, nil, err
+	}
+	for _, g := range kept {
+		h := held[listenKey(g)]
+		if h.g.Chmod == g.Chmod && h.g.Owner == g.Owner {
+			continue
+		}
+		if h.inherited {
+			m.log.Warn("chmod and owner of a socket passed by systemd are set by its socket unit (SocketMode=, SocketUser=, SocketGroup=); not changing them", "group", g.Name, "path", g.Address)
+			h.g.Chmod, h.g.Owner = g.Chmod, g.Owner // say it once
+			continue
+		}
+		ul, ok := h.ln.(*unixListener)
+		if !ok {
+			continue // not a unix socket file of ours
+		}
+		if err := ul.updateSocketFile(&h.g, g); err != nil {
+			m.log.Error("socket file not updated to the new chmod and owner", "group", g.Name, "path", g.Address, "err", err)
+			continue
+		}
+		h.g.Chmod, h.g.Owner = g.Chmod, g.Owner
+		m.log.Info("socket file updated to the new chmod and owner", "group", g.Name, "path", g.Address, "chmod", fmt.Sprintf("%#o", uint32(g.Chmod)), "owner", g.Owner)
 	}
 	return held, added, nil
 }

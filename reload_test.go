@@ -17,6 +17,7 @@ import (
 	"net/textproto"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -939,4 +940,103 @@ listen 127.0.0.1:0
 	}
 	d.waitLog("worker died; restarting it", 1)
 	t.Logf("clients connected while no worker ran: %v", between)
+}
+
+// socketFile is what a test checks of a socket file: it is one, its mode,
+// owner and inode.
+type socketFile struct {
+	mode     os.FileMode
+	uid, gid uint32
+	ino      uint64
+}
+
+func (f socketFile) String() string {
+	return fmt.Sprintf("mode %v owner %d:%d inode %d", f.mode, f.uid, f.gid, f.ino)
+}
+
+func lstatSocket(t *testing.T, path string) socketFile {
+	t.Helper()
+	fi, err := os.Lstat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("%s is %v, not a socket", path, fi.Mode())
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	return socketFile{mode: fi.Mode().Perm(), uid: st.Uid, gid: st.Gid, ino: st.Ino}
+}
+
+// TestReloadSocketChmodOwner: a reload that changes chmod and owner (owner
+// only as root) of a kept unix socket applies them to its file, which stays
+// the same socket and serves the new worker; a reload that takes them out
+// returns the file to what it was created with; and a symlink planted at
+// the path is left alone and logged.
+func TestReloadSocketChmodOwner(t *testing.T) {
+	dir := newDaemonDir(t)
+	const group = "[fcgi]\nmode fcgi\nlisten %DIR%/f.sock\n"
+	d := startMaster(t, dir, group)
+	sock := filepath.Join(dir, "f.sock")
+	created := lstatSocket(t, sock)
+
+	want := created
+	want.mode = 0o606
+	conf := group + "chmod 0606\n"
+	if os.Geteuid() == 0 {
+		u, err := user.Lookup("nobody")
+		if err != nil {
+			t.Fatal(err)
+		}
+		g, err := user.LookupGroupId(u.Gid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		uid, _ := strconv.ParseUint(u.Uid, 10, 32)
+		gid, _ := strconv.ParseUint(u.Gid, 10, 32)
+		want.uid, want.gid = uint32(uid), uint32(gid)
+		conf += "owner nobody:" + g.Name + "\n"
+	}
+	old := d.worker()
+	d.writeConfig(conf)
+	nw := d.reload(buildTestDaemon(t, "v2", ""), false, old)
+	if got := lstatSocket(t, sock); got != want {
+		t.Errorf("socket file after the reload that sets chmod and owner: %v; want %v", got, want)
+	}
+	if v, _, err := fcgiGet(sock, "/"); err != nil || v != "v2" {
+		t.Errorf("after the reload: %s, %v; want v2", v, err)
+	}
+
+	d.writeConfig(group)
+	nw = d.reload(buildTestDaemon(t, "v1", ""), false, nw)
+	if got := lstatSocket(t, sock); got != created {
+		t.Errorf("socket file after the reload that takes chmod and owner out: %v; want %v as created", got, created)
+	}
+	if v, _, err := fcgiGet(sock, "/"); err != nil || v != "v1" {
+		t.Errorf("after the second reload: %s, %v; want v1", v, err)
+	}
+
+	// Someone with write access to the directory swaps the socket file
+	// for a symlink to a file of root's.
+	secret := writeFile(t, dir, "secret", "keep me")
+	if err := os.Chmod(secret, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sock); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(secret, sock); err != nil {
+		t.Fatal(err)
+	}
+	d.writeConfig(conf)
+	d.reload(buildTestDaemon(t, "v2", ""), false, nw)
+	if !strings.Contains(d.proc.out.String(), "socket file not updated") || !strings.Contains(d.proc.out.String(), sock+" is no longer the socket") {
+		t.Errorf("the master's log does not say that %s was left alone", sock)
+	}
+	fi, err := os.Lstat(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := fi.Sys().(*syscall.Stat_t); fi.Mode().Perm() != 0o600 || st.Uid != uint32(os.Geteuid()) {
+		t.Errorf("%s through the planted symlink: mode %v, uid %d; want it untouched", secret, fi.Mode(), st.Uid)
+	}
 }
