@@ -85,9 +85,19 @@ func (r opsResult) String() string {
 // WaitDelay turns that into a test failure instead.
 func opsRun(t *testing.T, bin string, args ...string) opsResult {
 	t.Helper()
+	return opsRunWith(t, nil, bin, args...)
+}
+
+// opsRunWith is opsRun with setup applied to the command first (its user,
+// its environment).
+func opsRunWith(t *testing.T, setup func(*exec.Cmd), bin string, args ...string) opsResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if setup != nil {
+		setup(cmd)
+	}
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 10 * time.Second
