@@ -160,12 +160,17 @@ func oldDefaultPath(conf, ext string) string {
 	return filepath.Join(os.TempDir(), "gozd-"+name+"-"+hex.EncodeToString(sum[:4])+ext)
 }
 
+// daemonDirName is the last element of conf's default runtime directory:
+// <config name>-<hash of its path>.
+func daemonDirName(conf string) string {
+	sum := sha256.Sum256([]byte(conf))
+	return strings.TrimSuffix(filepath.Base(conf), filepath.Ext(conf)) + "-" + hex.EncodeToString(sum[:4])
+}
+
 // rootRunDir is root's default runtime directory for conf; the test's
 // cleanup removes it.
 func rootRunDir(t *testing.T, conf string) string {
-	sum := sha256.Sum256([]byte(conf))
-	name := strings.TrimSuffix(filepath.Base(conf), filepath.Ext(conf))
-	dir := "/run/gozd/" + name + "-" + hex.EncodeToString(sum[:4])
+	dir := "/run/gozd/" + daemonDirName(conf)
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	return dir
 }
@@ -421,4 +426,98 @@ func TestSecuritySymlinks(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSecurityUserDefaults: a daemon of a user other than root keeps its
+// default files in $XDG_RUNTIME_DIR/gozd/<name>-<hash>/ when that is the
+// user's private directory, else in /tmp/gozd-<uid>/<name>-<hash>/, each
+// directory 0700 and the user's; a directory there that is not the user's
+// is refused, naming its owner.
+func TestSecurityUserDefaults(t *testing.T) {
+	cred := nobodyCred(t)
+	dir := opsDir(t)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bin := opsPrivateBinary(t, buildBinary(t, "./examples/http", "v1"), dir)
+	conf := writeFile(t, dir, "app.conf", "[web]\nmode http\nlisten 127.0.0.1:0\n")
+	// xdgDir returns a fresh runtime directory of nobody's.
+	xdgDir := func(t *testing.T) string {
+		xdg := opsDir(t)
+		if err := os.Chown(xdg, int(cred.Uid), int(cred.Gid)); err != nil {
+			t.Fatal(err)
+		}
+		return xdg
+	}
+	asNobody := func(xdg string) func(*exec.Cmd) {
+		return func(cmd *exec.Cmd) {
+			cmd.Dir = "/"
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+			for _, kv := range os.Environ() {
+				if !strings.HasPrefix(kv, "XDG_RUNTIME_DIR=") {
+					cmd.Env = append(cmd.Env, kv)
+				}
+			}
+			if xdg != "" {
+				cmd.Env = append(cmd.Env, "XDG_RUNTIME_DIR="+xdg)
+			}
+		}
+	}
+	// serves starts the daemon as nobody, checks its files are in runDir
+	// and that every directory from top down is private to nobody, and
+	// stops it.
+	serves := func(t *testing.T, xdg, top, runDir string) {
+		r := opsRunWith(t, asNobody(xdg), bin, "-c", conf)
+		if r.code != 0 {
+			t.Fatalf("start as nobody: %v", r)
+		}
+		var pid int
+		fmt.Sscanf(r.stdout, "gozd: started, pid %d", &pid)
+		opsKillOnCleanup(t, pid)
+		if got := strings.TrimSpace(opsReadFile(t, runDir+"/app.pid")); got != strconv.Itoa(pid) {
+			t.Errorf("pid file %s holds %q, want %d", runDir+"/app.pid", got, pid)
+		}
+		if !strings.Contains(r.stdout, "log "+runDir+"/app.log") {
+			t.Errorf("start: %v; want the log in %s", r, runDir)
+		}
+		for _, p := range []string{top, runDir} {
+			fi, err := os.Lstat(p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || fi.Mode().Perm() != 0o700 || st.Uid != cred.Uid {
+				t.Errorf("%s: mode %v, owner uid %d; want a directory 0700 of uid %d", p, fi.Mode(), st.Uid, cred.Uid)
+			}
+		}
+		if r := opsRunWith(t, asNobody(xdg), bin, "-s", "quit", "-c", conf); r.code != 0 {
+			t.Errorf("-s quit as nobody: %v", r)
+		}
+	}
+
+	t.Run("XDG_RUNTIME_DIR", func(t *testing.T) {
+		xdg := xdgDir(t)
+		serves(t, xdg, xdg+"/gozd", xdg+"/gozd/"+daemonDirName(conf))
+	})
+
+	t.Run("no XDG_RUNTIME_DIR", func(t *testing.T) {
+		top := fmt.Sprintf("/tmp/gozd-%d", cred.Uid)
+		runDir := top + "/" + daemonDirName(conf)
+		t.Cleanup(func() { os.RemoveAll(runDir) })
+		serves(t, "", top, runDir)
+	})
+
+	t.Run("another user's directory", func(t *testing.T) {
+		xdg := xdgDir(t)
+		// Root (another user, to nobody) made $XDG_RUNTIME_DIR/gozd.
+		if err := os.Mkdir(xdg+"/gozd", 0o755); err != nil {
+			t.Fatal(err)
+		}
+		want := fmt.Sprintf("runtime directory %s/gozd is owned by uid 0", xdg)
+		for _, args := range [][]string{{"-c", conf}, {"-f", "-c", conf}, {"-s", "quit", "-c", conf}} {
+			r := opsRunWith(t, asNobody(xdg), bin, args...)
+			if r.code == 0 || !strings.Contains(r.stderr, want) {
+				t.Errorf("%s as nobody: %v; want refused, %q", strings.Join(args, " "), r, want)
+			}
+		}
+	})
 }
