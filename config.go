@@ -47,8 +47,8 @@ const maxUnixPath = 107
 // Config is a parsed configuration file (or one built in code).
 type Config struct {
 	File         string        // absolute path it was read from; "" when built in code
-	PidFile      string        // "" = /tmp/gozd-<name>-<hash>.pid, derived from File
-	LogFile      string        // background log; "" = /tmp/gozd-<name>-<hash>.log (with -f gozd logs to stderr)
+	PidFile      string        // "" = <name>.pid in the private runtime directory derived from File: /run/gozd/<name>-<hash>/ for root
+	LogFile      string        // background log; "" = <name>.log beside the default pid file (with -f gozd logs to stderr)
 	DrainTimeout time.Duration // 0 means DefaultDrainTimeout
 	ReadyTimeout time.Duration // 0 means DefaultReadyTimeout
 	User         string        // account workers run as, name or uid; "" = unchanged

@@ -1,11 +1,10 @@
 package gozd
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -17,88 +16,6 @@ var controlSignals = map[string]syscall.Signal{
 	"quit":   syscall.SIGQUIT,
 	"reopen": syscall.SIGUSR1,
 	"reload": syscall.SIGHUP,
-}
-
-// status is what the master tells -s through the state file beside its pid
-// file: which config it serves, its workers, and how the last reload went.
-type status struct {
-	Pid    int           `json:"pid"`
-	Config string        `json:"config"`
-	Worker int           `json:"worker"` // current worker's pid, 0 while none serves
-	Gen    int           `json:"gen"`
-	HUPs   int           `json:"hups"` // SIGHUPs received so far
-	Last   *reloadResult `json:"last,omitempty"`
-}
-
-// reloadResult is the outcome of one reload.
-type reloadResult struct {
-	Began     int    `json:"began"` // the HUP count when it began: it covers every HUP up to that one
-	OK        bool   `json:"ok"`
-	Error     string `json:"error,omitempty"`
-	OldWorker int    `json:"old_worker,omitempty"`
-	NewWorker int    `json:"new_worker,omitempty"`
-}
-
-type statusFile struct {
-	path string
-	last *reloadResult
-}
-
-func (s *statusFile) write(st *status) error {
-	b, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	tmp := s.path + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, s.path)
-}
-
-func (s *statusFile) remove() { os.Remove(s.path) }
-
-func readStatus(path string) (*status, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, err
-	}
-	var st status
-	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("state file %s: %w", path, err)
-	}
-	return &st, nil
-}
-
-// finishReload records how the reload that began at HUP count began ended.
-func (m *master) finishReload(began int, old *worker, err error) {
-	r := &reloadResult{Began: began, OK: err == nil}
-	if err != nil {
-		r.Error = err.Error()
-		m.notify.ready() // back to serving with the old worker
-	}
-	if old != nil {
-		r.OldWorker = old.pid
-	}
-	if m.current != nil && err == nil {
-		r.NewWorker = m.current.pid
-	}
-	m.status.last = r
-	m.saveStatus()
-}
-
-// saveStatus writes the state file; the error is logged, never fatal.
-func (m *master) saveStatus() {
-	if m.status == nil {
-		return
-	}
-	st := &status{Pid: os.Getpid(), Config: m.opts.config, HUPs: m.hups, Last: m.status.last, Gen: m.gen}
-	if m.current != nil {
-		st.Worker = m.current.pid
-	}
-	if err := m.status.write(st); err != nil {
-		m.log.Warn("writing the state file failed", "err", err)
-	}
 }
 
 // control carries out -s cmd against the daemon of the config at opts.config
@@ -116,18 +33,25 @@ func control(opts *options, cmd string) (string, error) {
 		return "", err
 	}
 	path := pidPath(cfg)
-	pid, err := runningPid(path)
+	if cfg.PidFile == "" {
+		if err := defaultRunDir(cfg).check(); err != nil {
+			return "", err
+		}
+	}
+	pid, owner, err := runningPid(path)
 	if err != nil {
+		if !errors.Is(err, ErrNotRunning) {
+			err = fmt.Errorf("%w: not signalled", err)
+		}
 		return "", err
 	}
-	statePath := path + ".state"
-	st, err := readStatus(statePath)
+	state := statePath(path)
+	st, err := readStatus(state)
 	if err != nil {
-		return "", fmt.Errorf("daemon pid %d: %w", pid, err)
+		return "", fmt.Errorf("daemon pid %d: %w: not signalled", pid, err)
 	}
-	abs, _ := filepath.Abs(opts.config)
-	if st.Pid != pid || st.Config != abs {
-		return "", fmt.Errorf("pid %d in %s serves config %s, not %s: not signalled", pid, path, st.Config, abs)
+	if err := verifyMaster(pid, owner, st, path, opts.config); err != nil {
+		return "", fmt.Errorf("%w: not signalled", err)
 	}
 	if cmd == "reload" {
 		if err := checkAccounts(cfg); err != nil {
@@ -139,7 +63,7 @@ func control(opts *options, cmd string) (string, error) {
 	}
 	switch cmd {
 	case "reload":
-		return waitReload(statePath, pid, st.HUPs, cfg)
+		return waitReload(state, pid, st.HUPs, cfg)
 	case "quit", "stop":
 		wait := cfg.drainTimeout() + killGrace + 5*time.Second
 		if cmd == "stop" {
@@ -200,4 +124,61 @@ func processGone(pid int) bool {
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
+}
+
+// verifyMaster checks, before -s signals pid, that pid is the master the
+// state file st describes and serves config: the state names pid and
+// config, and /proc/PID shows the executable and start time the master
+// recorded when it started, run by the pid file's owner (or root). A pid
+// file and state file left by a master killed with -9, whose pid another
+// process now has, fail the start time.
+func verifyMaster(pid int, owner uint32, st *status, pidPath, config string) error {
+	if st.Pid != pid {
+		return fmt.Errorf("pid file %s names pid %d, its state file pid %d", pidPath, pid, st.Pid)
+	}
+	if st.Config != config {
+		return fmt.Errorf("pid %d in %s serves config %s, not %s", pid, pidPath, st.Config, config)
+	}
+	if st.Master == nil {
+		return fmt.Errorf("state file %s does not say which process the master is (a gozd before this check wrote it, or /proc was missing at start), so pid %d cannot be verified; check it and signal it yourself, or restart the daemon", statePath(pidPath), pid)
+	}
+	id, err := procIdentityOf(pid)
+	if err != nil {
+		return fmt.Errorf("cannot verify pid %d: %w", pid, err)
+	}
+	if id.Start != st.Master.Start {
+		return fmt.Errorf("pid %d is not the master recorded in %s: it started at tick %d, the master at tick %d (the master is gone and its pid reused?)", pid, statePath(pidPath), id.Start, st.Master.Start)
+	}
+	if id.ExeDev != st.Master.ExeDev || id.ExeIno != st.Master.ExeIno {
+		return fmt.Errorf("pid %d is not the master recorded in %s: it runs another executable (device %d inode %d, the master's %d %d)", pid, statePath(pidPath), id.ExeDev, id.ExeIno, st.Master.ExeDev, st.Master.ExeIno)
+	}
+	uid, err := procEffectiveUID(pid)
+	if err != nil {
+		return fmt.Errorf("cannot verify pid %d: %w", pid, err)
+	}
+	if uid != owner && uid != 0 {
+		return fmt.Errorf("pid %d runs as uid %d, but its pid file %s is owned by uid %d", pid, uid, pidPath, owner)
+	}
+	return nil
+}
+
+// procEffectiveUID returns the effective uid of process pid.
+func procEffectiveUID(pid int) (uint32, error) {
+	p := fmt.Sprintf("/proc/%d/status", pid)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Uid:"); ok {
+			// Real, effective, saved, filesystem.
+			if f := strings.Fields(rest); len(f) >= 2 {
+				uid, err := strconv.ParseUint(f[1], 10, 32)
+				if err == nil {
+					return uint32(uid), nil
+				}
+			}
+		}
+	}
+	return 0, fmt.Errorf("%s: no Uid line", p)
 }

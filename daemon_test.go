@@ -85,9 +85,19 @@ func (r opsResult) String() string {
 // WaitDelay turns that into a test failure instead.
 func opsRun(t *testing.T, bin string, args ...string) opsResult {
 	t.Helper()
+	return opsRunWith(t, nil, bin, args...)
+}
+
+// opsRunWith is opsRun with setup applied to the command first (its user,
+// its environment).
+func opsRunWith(t *testing.T, setup func(*exec.Cmd), bin string, args ...string) opsResult {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if setup != nil {
+		setup(cmd)
+	}
 	var stdout, stderr syncBuffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	cmd.WaitDelay = 10 * time.Second
@@ -349,19 +359,39 @@ func TestOpsBackgroundStart(t *testing.T) {
 	}
 }
 
-// TestOpsDefaultPidFile: without a pidfile directive the pid file is
-// /tmp/gozd-<config name>-<hash of its path>.pid, where -s finds it.
+// TestOpsDefaultPidFile: without pidfile and logfile directives, root's
+// pid, state and log files are in /run/gozd/<config name>-<hash of its
+// path>/, a directory only root can enter, where -s finds them.
 func TestOpsDefaultPidFile(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: root's default directory is what is tested")
+	}
 	bin := buildBinary(t, "./examples/http", "v1")
 	dir := opsDir(t)
-	conf := writeFile(t, dir, "web.conf", fmt.Sprintf("logfile %s/gozd.log\n[web]\nmode http\nlisten 127.0.0.1:0\n", dir))
+	conf := writeFile(t, dir, "web.conf", "[web]\nmode http\nlisten 127.0.0.1:0\n")
 	sum := sha256.Sum256([]byte(conf))
-	pidPath := filepath.Join(os.TempDir(), "gozd-web-"+hex.EncodeToString(sum[:4])+".pid")
-	t.Cleanup(func() { os.Remove(pidPath); os.Remove(pidPath + ".state") })
+	runDir := "/run/gozd/web-" + hex.EncodeToString(sum[:4])
+	pidPath := runDir + "/web.pid"
+	t.Cleanup(func() { os.RemoveAll(runDir) })
 
 	d := opsStart(t, bin, conf)
 	if got := strings.TrimSpace(opsReadFile(t, pidPath)); got != strconv.Itoa(d.pid) {
 		t.Errorf("default pid file %s holds %q, want %d", pidPath, got, d.pid)
+	}
+	if !opsExists(pidPath + ".state") {
+		t.Errorf("no state file %s.state", pidPath)
+	}
+	if log := opsReadFile(t, runDir+"/web.log"); !strings.Contains(log, `msg="worker ready"`) {
+		t.Errorf("default log file %s lacks the master's lines:\n%s", runDir+"/web.log", log)
+	}
+	for _, p := range []string{"/run/gozd", runDir} {
+		fi, err := os.Lstat(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || fi.Mode().Perm() != 0o700 || st.Uid != 0 {
+			t.Errorf("%s: mode %v, owner uid %d; want a directory 0700 of root's", p, fi.Mode(), st.Uid)
+		}
 	}
 	if r := d.ctl("quit"); r.code != 0 {
 		t.Fatalf("-s quit: %v", r)

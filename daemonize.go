@@ -233,10 +233,19 @@ func launch(opts *options, cfg *Config) int {
 		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
 		return ExitError
 	}
-	if pid, err := runningPid(pidPath(cfg)); err == nil {
-		return fail(fmt.Errorf("%w (pid %d, pid file %s)", ErrAlreadyRunning, pid, pidPath(cfg)))
+	// The master checks again under the lock; this is to answer before
+	// starting anything. A pid file gozd cannot trust is refused here.
+	if cfg.PidFile == "" {
+		if err := defaultRunDir(cfg).ensure(); err != nil {
+			return fail(err)
+		}
 	}
-	logFile, err := openLogFile(logPath(cfg))
+	if pid, _, err := runningPid(pidPath(cfg)); err == nil {
+		return fail(fmt.Errorf("%w (pid %d, pid file %s)", ErrAlreadyRunning, pid, pidPath(cfg)))
+	} else if !errors.Is(err, ErrNotRunning) {
+		return fail(err)
+	}
+	logFile, err := openLog(cfg)
 	if err != nil {
 		return fail(err)
 	}

@@ -185,12 +185,17 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 	if err := checkAccounts(cfg); err != nil {
 		return fail(err)
 	}
-	if m.pidfile, err = lockPidFile(pidPath(cfg)); err != nil {
+	if m.pidfile, err = lockPidFile(cfg); err != nil {
 		return fail(err)
 	}
 	defer m.pidfile.remove()
-	m.status = &statusFile{path: m.pidfile.path + ".state"}
+	if m.status, err = openStatusFile(statePath(m.pidfile.path)); err != nil {
+		return fail(err)
+	}
 	defer m.status.remove()
+	if m.status.master == nil {
+		m.log.Warn("/proc does not say which executable and start time this master has: -s will refuse to signal it", "state", m.status.path)
+	}
 
 	// Whoever reads a foreground master's stderr may go away (a pipe into a
 	// logger that died): a write error is better than dying of SIGPIPE and
@@ -729,7 +734,7 @@ func (m *master) reopen() {
 		m.log.Info("reopen: logging to stderr in the foreground, nothing to reopen")
 		return
 	}
-	err := redirectOutput(logPath(m.cfg))
+	err := redirectOutput(m.cfg)
 	if err != nil {
 		m.log.Error("reopen failed", "err", err)
 		return

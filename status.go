@@ -1,0 +1,211 @@
+package gozd
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// status is what the master tells -s through the state file beside its pid
+// file: who it is, which config it serves, its workers, and how the last
+// reload went.
+type status struct {
+	Pid    int           `json:"pid"`
+	Config string        `json:"config"`
+	Master *procIdentity `json:"master,omitempty"` // nil when /proc could not say at start
+	Worker int           `json:"worker"`           // current worker's pid, 0 while none serves
+	Gen    int           `json:"gen"`
+	HUPs   int           `json:"hups"` // SIGHUPs received so far
+	Last   *reloadResult `json:"last,omitempty"`
+}
+
+// procIdentity tells one process from any other that later gets its pid:
+// the file it runs (a deploy replaces the binary at the path, but the
+// running master keeps its inode, which /proc/PID/exe still resolves to) and
+// when it started.
+type procIdentity struct {
+	ExeDev uint64 `json:"exe_dev"`
+	ExeIno uint64 `json:"exe_ino"`
+	Start  uint64 `json:"start"` // clock ticks after boot: field 22 of /proc/PID/stat
+}
+
+// reloadResult is the outcome of one reload.
+type reloadResult struct {
+	Began     int    `json:"began"` // the HUP count when it began: it covers every HUP up to that one
+	OK        bool   `json:"ok"`
+	Error     string `json:"error,omitempty"`
+	OldWorker int    `json:"old_worker,omitempty"`
+	NewWorker int    `json:"new_worker,omitempty"`
+}
+
+// maxStatusSize bounds what is read of a state file; a real one is a few
+// hundred bytes.
+const maxStatusSize = 64 << 10
+
+// statusFile is the master's state file.
+type statusFile struct {
+	path   string
+	master *procIdentity
+	last   *reloadResult
+}
+
+// openStatusFile prepares the state file at path for the master started in
+// this process. A file in place that is a symlink or another user's is
+// refused: whoever put it there could make -s trust it.
+func openStatusFile(path string) (*statusFile, error) {
+	f, err := openOwnFile(path, "state file")
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return nil, err
+	default:
+		f.Close()
+	}
+	s := &statusFile{path: path}
+	if id, err := procIdentityOf(os.Getpid()); err == nil {
+		s.master = &id
+	}
+	return s, nil
+}
+
+// write replaces the state file: a temporary file of an unpredictable name
+// (O_EXCL, never a planted link) renamed over the path.
+func (s *statusFile) write(st *status) error {
+	b, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+".tmp*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(b); err == nil {
+		err = tmp.Chmod(0o644)
+	}
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp.Name(), s.path)
+	}
+	if err != nil {
+		os.Remove(tmp.Name())
+	}
+	return err
+}
+
+func (s *statusFile) remove() { os.Remove(s.path) }
+
+// readStatus reads the state file at path, refusing one gozd cannot trust.
+func readStatus(path string) (*status, error) {
+	f, err := openOwnFile(path, "state file")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, maxStatusSize+1))
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	if len(b) > maxStatusSize {
+		return nil, fmt.Errorf("state file %s: over %d bytes", path, maxStatusSize)
+	}
+	st, err := parseStatus(b)
+	if err != nil {
+		return nil, fmt.Errorf("state file %s: %w", path, err)
+	}
+	return st, nil
+}
+
+// parseStatus decodes a state file.
+func parseStatus(b []byte) (*status, error) {
+	var st status
+	if err := json.Unmarshal(b, &st); err != nil {
+		return nil, err
+	}
+	if st.Pid <= 0 {
+		return nil, fmt.Errorf("no master pid (%d)", st.Pid)
+	}
+	if st.Worker < 0 {
+		return nil, fmt.Errorf("bad worker pid %d", st.Worker)
+	}
+	return &st, nil
+}
+
+// procIdentityOf reads the identity of process pid from /proc.
+func procIdentityOf(pid int) (procIdentity, error) {
+	var exe syscall.Stat_t
+	p := fmt.Sprintf("/proc/%d/exe", pid)
+	if err := syscall.Stat(p, &exe); err != nil {
+		return procIdentity{}, fmt.Errorf("%s: %w", p, err)
+	}
+	start, err := procStartTime(pid)
+	if err != nil {
+		return procIdentity{}, err
+	}
+	return procIdentity{ExeDev: uint64(exe.Dev), ExeIno: exe.Ino, Start: start}, nil
+}
+
+// procStartTime returns field 22 of /proc/PID/stat, the process's start
+// time in clock ticks after boot.
+func procStartTime(pid int) (uint64, error) {
+	p := fmt.Sprintf("/proc/%d/stat", pid)
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) is in parentheses and may hold spaces
+	// and parentheses itself: count fields after the last ')', which
+	// begin at field 3.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, fmt.Errorf("%s: unexpected format", p)
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 22-2 {
+		return 0, fmt.Errorf("%s: unexpected format", p)
+	}
+	start, err := strconv.ParseUint(f[22-3], 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: start time: %w", p, err)
+	}
+	return start, nil
+}
+
+// finishReload records how the reload that began at HUP count began ended.
+func (m *master) finishReload(began int, old *worker, err error) {
+	r := &reloadResult{Began: began, OK: err == nil}
+	if err != nil {
+		r.Error = err.Error()
+		m.notify.ready() // back to serving with the old worker
+	}
+	if old != nil {
+		r.OldWorker = old.pid
+	}
+	if m.current != nil && err == nil {
+		r.NewWorker = m.current.pid
+	}
+	m.status.last = r
+	m.saveStatus()
+}
+
+// saveStatus writes the state file; the error is logged, never fatal.
+func (m *master) saveStatus() {
+	if m.status == nil {
+		return
+	}
+	st := &status{Pid: os.Getpid(), Config: m.opts.config, Master: m.status.master, HUPs: m.hups, Last: m.status.last, Gen: m.gen}
+	if m.current != nil {
+		st.Worker = m.current.pid
+	}
+	if err := m.status.write(st); err != nil {
+		m.log.Warn("writing the state file failed", "err", err, "path", m.status.path)
+	}
+}
