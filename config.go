@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -68,6 +69,32 @@ type GroupConfig struct {
 	Chmod   os.FileMode // unix sockets: mode of the socket file; 0 = as created (0777 minus the umask)
 	Owner   string      // unix sockets: owner of the socket file, "user:group", "user" or ":group" (names or ids); "" = the master's
 	Line    int         // line of the [Name] header in Config.File, for messages; 0 when built in code
+}
+
+// ConfigErrors are the problems found in one configuration file, in the
+// order of their lines, when there is more than one. A parse stops after 20.
+// errors.As finds the first *ConfigError in it.
+type ConfigErrors []*ConfigError
+
+// Error returns one "FILE:LINE: message" line for each error.
+func (e ConfigErrors) Error() string {
+	lines := make([]string, len(e))
+	for i, ce := range e {
+		lines[i] = ce.Error()
+	}
+	if len(e) >= maxConfigErrors {
+		lines = append(lines, fmt.Sprintf("(stopped after %d errors)", maxConfigErrors))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// Unwrap returns each error, for errors.Is and errors.As.
+func (e ConfigErrors) Unwrap() []error {
+	errs := make([]error, len(e))
+	for i, ce := range e {
+		errs[i] = ce
+	}
+	return errs
 }
 
 // ConfigError is a problem in a configuration file, at a line.
@@ -146,28 +173,37 @@ func ParseConfig(name string, r io.Reader) (*Config, error) {
 // Validate checks what must hold for the whole configuration: every group
 // has a valid name, a known mode and a well-formed address of a known network;
 // https groups have a key and cert and no other group has them; chmod and
-// owner are only on unix sockets, and owner is well formed; group names and addresses are unique (tcp port 0, "any
-// free port", never clashes). It does not read key or cert files and does not
-// try the addresses. The error is a *ConfigError at the group's line when known.
+// owner are only on unix sockets, and owner is well formed; group names and
+// addresses are unique (tcp port 0, "any free port", never clashes). It does
+// not read key or cert files and does not try the addresses. The error is a
+// *ConfigError at the group's line when known, or ConfigErrors when there
+// are several.
 func (c *Config) Validate() error {
+	var errs configErrors
 	if c.DrainTimeout < 0 {
-		return &ConfigError{File: c.File, Err: fmt.Errorf("drain_timeout %v is negative", c.DrainTimeout)}
+		errs.add(&ConfigError{File: c.File, Err: fmt.Errorf("drain_timeout %v is negative", c.DrainTimeout)})
 	}
 	if c.ReadyTimeout < 0 {
-		return &ConfigError{File: c.File, Err: fmt.Errorf("ready_timeout %v is negative", c.ReadyTimeout)}
+		errs.add(&ConfigError{File: c.File, Err: fmt.Errorf("ready_timeout %v is negative", c.ReadyTimeout)})
 	}
 	names := make(map[string]*GroupConfig, len(c.Groups))
 	addrs := make(map[string]*GroupConfig, len(c.Groups))
+	var bound []*GroupConfig // the groups in addrs, in file order
 	for i := range c.Groups {
+		if errs.full() {
+			break
+		}
 		g := &c.Groups[i]
-		fail := func(format string, args ...any) error {
-			return &ConfigError{File: c.File, Line: g.Line, Err: fmt.Errorf(format, args...)}
+		fail := func(format string, args ...any) {
+			errs.add(&ConfigError{File: c.File, Line: g.Line, Err: fmt.Errorf(format, args...)})
 		}
 		if err := g.validate(); err != nil {
-			return &ConfigError{File: c.File, Line: g.Line, Err: err}
+			errs.add(&ConfigError{File: c.File, Line: g.Line, Err: err})
+			continue
 		}
 		if first, ok := names[g.Name]; ok {
-			return fail("duplicate group %q%s", g.Name, atLine(first.Line))
+			fail("duplicate group %q%s", g.Name, atLine(first.Line))
+			continue
 		}
 		names[g.Name] = g
 		key, ok := g.addressKey()
@@ -175,16 +211,18 @@ func (c *Config) Validate() error {
 			continue
 		}
 		if first, ok := addrs[key]; ok {
-			return fail("groups %q%s and %q both listen on %s", first.Name, atLine(first.Line), g.Name, g.Address)
+			fail("groups %q%s and %q both listen on %s", first.Name, atLine(first.Line), g.Name, g.Address)
+			continue
 		}
-		for _, other := range addrs {
-			if wildcardOverlap(other, g) {
-				return fail("groups %q%s and %q listen on overlapping addresses %s and %s", other.Name, atLine(other.Line), g.Name, other.Address, g.Address)
-			}
+		if i := slices.IndexFunc(bound, func(other *GroupConfig) bool { return wildcardOverlap(other, g) }); i >= 0 {
+			other := bound[i]
+			fail("groups %q%s and %q listen on overlapping addresses %s and %s", other.Name, atLine(other.Line), g.Name, other.Address, g.Address)
+			continue
 		}
 		addrs[key] = g
+		bound = append(bound, g)
 	}
-	return nil
+	return errs.err()
 }
 
 // wildcardOverlap reports whether two tcp groups on one port cannot both
@@ -331,29 +369,65 @@ type configParser struct {
 	dir     string         // where relative paths resolve; "" = working directory
 	globals map[string]int // global directive -> its line
 	headers map[string]int // group name -> line of its header
+	errs    configErrors
 
 	inGroup bool
+	broken  bool           // the current group had an error: its own checks would only repeat it
 	group   GroupConfig    // the group being read, appended when it ends
 	seen    map[string]int // directive -> its line, in the current group
 }
 
+// parse reads the whole file, going on past errors so that one run reports
+// every problem (up to maxConfigErrors), as an operator fixing a file wants.
+// A group with an error in one of its lines is left out of the checks that
+// would only follow from it (a bad listen value is not also "no listen").
 func (p *configParser) parse(text string) error {
 	text = strings.TrimPrefix(text, "\uFEFF")
 	for i, line := range strings.Split(text, "\n") {
 		if err := p.parseLine(i+1, line); err != nil {
 			if ce, ok := err.(*ConfigError); ok { // from endGroup, already placed
-				return ce
+				p.errs.add(ce)
+			} else {
+				p.errs.add(&ConfigError{File: p.cfg.File, Line: i + 1, Err: err})
+				p.broken = p.broken || p.inGroup
 			}
-			return &ConfigError{File: p.cfg.File, Line: i + 1, Err: err}
+		}
+		if p.errs.full() {
+			return p.errs.err()
 		}
 	}
 	if err := p.endGroup(); err != nil {
-		return err
+		p.errs.add(err.(*ConfigError))
+	}
+	if len(p.errs) > 0 {
+		// Checks across groups would see a partial set of groups.
+		return p.errs.err()
 	}
 	if len(p.cfg.Groups) == 0 {
 		return &ConfigError{File: p.cfg.File, Err: fmt.Errorf("no groups: add at least one [Name] section with mode and listen")}
 	}
 	return p.cfg.Validate()
+}
+
+// maxConfigErrors is how many errors one parse reports before it stops.
+const maxConfigErrors = 20
+
+// configErrors collects the errors of one parse or Validate.
+type configErrors []*ConfigError
+
+func (e *configErrors) add(ce *ConfigError) { *e = append(*e, ce) }
+
+func (e configErrors) full() bool { return len(e) >= maxConfigErrors }
+
+// err is nil, the one error, or ConfigErrors for several.
+func (e configErrors) err() error {
+	switch len(e) {
+	case 0:
+		return nil
+	case 1:
+		return e[0]
+	}
+	return ConfigErrors(e)
 }
 
 func (p *configParser) parseLine(n int, line string) error {
@@ -400,28 +474,42 @@ func (p *configParser) parseLine(n int, line string) error {
 }
 
 func (p *configParser) startGroup(n int, line string) error {
-	end := strings.LastIndexByte(line, ']')
-	if end < 0 {
-		return fmt.Errorf("unterminated group header %q: expected [Name]", line)
-	}
-	if rest := trimSpace(line[end+1:]); rest != "" {
-		return fmt.Errorf("unexpected %q after group header", rest)
-	}
-	name := trimSpace(line[1:end])
-	if err := checkGroupName(name); err != nil {
-		return err
-	}
-	if first, ok := p.headers[name]; ok {
-		return fmt.Errorf("duplicate group %q (first at line %d)", name, first)
-	}
+	// The group before ends here, whatever this header holds.
 	if err := p.endGroup(); err != nil {
+		p.errs.add(err.(*ConfigError))
+	}
+	p.inGroup = true
+	p.group = GroupConfig{Line: n}
+	p.seen = map[string]int{}
+	name, err := p.groupName(line)
+	if err != nil {
+		// Its directives are still read, so they are not taken for
+		// globals, but the group is not checked or kept.
+		p.broken = true
 		return err
 	}
 	p.headers[name] = n
-	p.inGroup = true
-	p.group = GroupConfig{Name: name, Line: n}
-	p.seen = map[string]int{}
+	p.group.Name = name
 	return nil
+}
+
+// groupName returns the name in a [Name] header.
+func (p *configParser) groupName(line string) (string, error) {
+	end := strings.LastIndexByte(line, ']')
+	if end < 0 {
+		return "", fmt.Errorf("unterminated group header %q: expected [Name]", line)
+	}
+	if rest := trimSpace(line[end+1:]); rest != "" {
+		return "", fmt.Errorf("unexpected %q after group header", rest)
+	}
+	name := trimSpace(line[1:end])
+	if err := checkGroupName(name); err != nil {
+		return "", err
+	}
+	if first, ok := p.headers[name]; ok {
+		return "", fmt.Errorf("duplicate group %q (first at line %d)", name, first)
+	}
+	return name, nil
 }
 
 // endGroup checks the group just read and adds it to the config. Errors about
@@ -429,6 +517,10 @@ func (p *configParser) startGroup(n int, line string) error {
 // everything else at the header.
 func (p *configParser) endGroup() error {
 	if !p.inGroup {
+		return nil
+	}
+	defer func() { p.inGroup, p.broken = false, false }()
+	if p.broken {
 		return nil
 	}
 	g := &p.group
@@ -456,7 +548,6 @@ func (p *configParser) endGroup() error {
 		}
 	}
 	p.cfg.Groups = append(p.cfg.Groups, *g)
-	p.inGroup = false
 	return nil
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -631,4 +632,71 @@ func FuzzParseConfig(f *testing.F) {
 			t.Fatalf("Validate() on a parsed config: %v", err)
 		}
 	})
+}
+
+// TestParseConfigEveryError: one parse reports every independent error, in
+// line order, each at its line, and none that only follows from another.
+func TestParseConfigEveryError(t *testing.T) {
+	conf := strings.Join([]string{
+		"drain_timeout 10x",      // 1: bad duration
+		"[web]",                  // 2
+		"mode gopher",            // 3: unknown mode (and not also "no mode")
+		"listen 127.0.0.1:0",     // 4
+		"[api]",                  // 5
+		"mode http",              // 6
+		"listen 127.0.0.1:99999", // 7: bad port (and not also "no listen")
+		"[web]",                  // 8: duplicate group
+		"mode http",              // 9
+		"listen 127.0.0.1:0",     // 10
+		"[ok]",                   // 11
+		"mode http",              // 12
+		"listen 127.0.0.1:0",     // 13
+		"colour blue",            // 14: unknown directive
+		"[tcp]",                  // 15
+		"mode tcp",               // 16
+		"listen 127.0.0.1:0",     // 17
+		"chmod 0660",             // 18: chmod on tcp
+	}, "\n")
+	_, err := ParseConfig("/etc/app.conf", strings.NewReader(conf))
+	var list ConfigErrors
+	if !errors.As(err, &list) {
+		t.Fatalf("ParseConfig = %#v; want ConfigErrors", err)
+	}
+	var lines []int
+	for _, ce := range list {
+		lines = append(lines, ce.Line)
+		if ce.File != "/etc/app.conf" {
+			t.Errorf("error %q names file %q", ce, ce.File)
+		}
+	}
+	if want := []int{1, 3, 7, 8, 14, 18}; !slices.Equal(lines, want) {
+		t.Errorf("errors at lines %v, want %v:\n%v", lines, want, err)
+	}
+	var first *ConfigError
+	if !errors.As(err, &first) || first.Line != 1 {
+		t.Errorf("errors.As finds %v first; want the error of line 1", first)
+	}
+	if got := strings.Count(err.Error(), "\n") + 1; got != len(lines) {
+		t.Errorf("Error() has %d lines, want one an error:\n%s", got, err)
+	}
+
+	// Errors across groups are reported together too, once every group
+	// parsed.
+	_, err = ParseConfig("/etc/app.conf", strings.NewReader("[a]\nmode http\nlisten 127.0.0.1:9000\n[b]\nmode http\nlisten 127.0.0.1:9000\n[c]\nmode tcp\nlisten :9001\n[d]\nmode tcp\nlisten 127.0.0.1:9001\n"))
+	if !errors.As(err, &list) || len(list) != 2 || list[0].Line != 4 || list[1].Line != 10 {
+		t.Errorf("two address clashes: %v; want errors at lines 4 and 10", err)
+	}
+}
+
+// TestParseConfigStopsAfterTwentyErrors: a file of garbage is not a flood.
+func TestParseConfigStopsAfterTwentyErrors(t *testing.T) {
+	conf := "[web]\nmode http\nlisten 127.0.0.1:0\n" + strings.Repeat("colour blue\n", 50)
+	_, err := ParseConfig("app.conf", strings.NewReader(conf))
+	var list ConfigErrors
+	if !errors.As(err, &list) || len(list) != maxConfigErrors {
+		t.Fatalf("got %d errors (%v); want %d", len(list), err, maxConfigErrors)
+	}
+	if !strings.HasSuffix(err.Error(), "(stopped after 20 errors)") {
+		t.Errorf("the message does not say it stopped:\n%s", err)
+	}
 }

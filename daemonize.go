@@ -30,6 +30,7 @@ const (
 type options struct {
 	config     string // absolute path
 	signal     string
+	test       bool // -t: check the config and exit
 	foreground bool
 	verbose    bool
 	exe        string // the binary workers are started from
@@ -41,15 +42,16 @@ var std struct {
 }
 
 // Daemonize reads the command line (-c FILE, -s stop|quit|reopen|reload, -f,
-// -v, defined on flag.CommandLine, so the program may add its own flags
+// -v, -t, defined on flag.CommandLine, so the program may add its own flags
 // first) and does what it says. It returns only in a worker, the process
 // that runs the program's handlers: there it returns a channel that is
 // closed once this worker has finished serving and drained its connections.
 //
-// Everything else ends the process: -s sends the command to the running
-// daemon and exits; without -s the process becomes the master (in the
-// foreground with -f, else detached, after the launching command has seen
-// the daemon serve), which never runs the program's own code. Errors are
+// Everything else ends the process: -t checks the config, reports every
+// error and exits; -s sends the command to the running daemon and exits;
+// without -s the process becomes the master (in the foreground with -f,
+// else detached, after the launching command has seen the daemon serve),
+// which never runs the program's own code. Errors are
 // printed to stderr, with file:line for config errors, and exit non-zero.
 func Daemonize() <-chan struct{} {
 	opts, err := parseFlags(flag.CommandLine, os.Args[1:])
@@ -128,6 +130,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	define("s", "send `signal` to the running daemon: stop, quit, reopen or reload", &opts.signal)
 	define("f", "run in the foreground, logging to stderr", &opts.foreground)
 	define("v", "verbose gozd log", &opts.verbose)
+	define("t", "test the configuration file: report every error and exit, starting nothing", &opts.test)
 	if !fs.Parsed() {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
@@ -138,8 +141,12 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	value := func(name string) string { return fs.Lookup(name).Value.String() }
 	opts.config, opts.signal = value("c"), value("s")
 	opts.foreground, opts.verbose = value("f") == "true", value("v") == "true"
+	opts.test = value("t") == "true"
 	if _, ok := os.LookupEnv(envWorker); ok {
 		return opts, nil
+	}
+	if opts.test && opts.signal != "" {
+		return nil, errors.New("-t tests the configuration and -s sends a command: use one of them")
 	}
 	if opts.signal != "" {
 		if _, ok := controlSignals[opts.signal]; !ok {
@@ -177,6 +184,9 @@ func executablePath() (string, error) {
 
 // run is the process's life outside a worker; it returns the exit status.
 func run(opts *options) int {
+	if opts.test {
+		return testConfig(opts.config)
+	}
 	if opts.signal != "" {
 		msg, err := control(opts, opts.signal)
 		if err != nil {
@@ -189,7 +199,7 @@ func run(opts *options) int {
 	closeOnExecFrom(3)
 	cfg, err := LoadConfig(opts.config)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+		printErrors(err)
 		return ExitError
 	}
 	if fd, ok := os.LookupEnv(envMaster); ok {
@@ -328,4 +338,37 @@ func closeOnExecFrom(fd int) {
 			syscall.CloseOnExec(n)
 		}
 	}
+}
+
+// testConfig is -t: it checks the config at path as a start or a reload
+// would (parse, key pairs, user, group and owner lookups, addresses for form
+// and clashes, key files readable by the workers' account), binding nothing
+// and touching no pid file, and prints every error or "configuration ok".
+func testConfig(path string) int {
+	cfg, err := LoadConfig(path)
+	if err == nil {
+		err = checkAccounts(cfg)
+	}
+	if err != nil {
+		printErrors(err)
+		return ExitError
+	}
+	fmt.Printf("%s: configuration ok\n", cfg.File)
+	return ExitOK
+}
+
+// printErrors writes err to stderr, each error of a ConfigErrors on a line
+// of its own.
+func printErrors(err error) {
+	var list ConfigErrors
+	if errors.As(err, &list) {
+		for _, ce := range list {
+			fmt.Fprintf(os.Stderr, "gozd: %v\n", ce)
+		}
+		if len(list) >= maxConfigErrors {
+			fmt.Fprintf(os.Stderr, "gozd: stopped after %d errors\n", maxConfigErrors)
+		}
+		return
+	}
+	fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
 }

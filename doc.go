@@ -7,7 +7,7 @@
 // # The seed API
 //
 //	func main() {
-//		daemonChan := gozd.Daemonize() // -c FILE, -s CMD, -f, -v
+//		daemonChan := gozd.Daemonize() // -c FILE, -s CMD, -f, -v, -t
 //		if err := gozd.RegistHandler("web", "serveHTTP", serveHTTP); err != nil {
 //			log.Fatal(err)
 //		}
