@@ -521,3 +521,27 @@ func TestMasterKilled(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestMasterDeathDeployFiles keeps the shipped deployments restarting a
+// master that died: systemd restarts the service, and lets its workers
+// drain first (KillMode=mixed would SIGKILL them as soon as the master is
+// gone); the container's instructions give it a restart policy.
+func TestMasterDeathDeployFiles(t *testing.T) {
+	services, _ := filepath.Glob("examples/systemd/*.service")
+	if len(services) == 0 {
+		t.Fatal("no service units")
+	}
+	for _, s := range services {
+		if got := opsUnitValues(t, s, "Restart"); len(got) != 1 || got[0] != "on-failure" {
+			t.Errorf("%s: Restart=%q, want on-failure", s, got)
+		}
+		if got := opsUnitValues(t, s, "KillMode"); len(got) > 1 || len(got) == 1 && got[0] != "control-group" {
+			t.Errorf("%s: KillMode=%q, want control-group", s, got)
+		}
+	}
+	for _, f := range []string{"examples/container/Dockerfile", "examples/container/README.md"} {
+		if !strings.Contains(opsReadFile(t, f), "--restart on-failure") {
+			t.Errorf("%s: the docker run line has no --restart on-failure", f)
+		}
+	}
+}
