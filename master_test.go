@@ -230,6 +230,29 @@ func TestSignalsAtStart(t *testing.T) {
 		}
 	})
 
+	t.Run("SIGINT to the launcher of a background start", func(t *testing.T) {
+		// Not a daemon: Ctrl-C ends it as it ends any command, while
+		// the daemon it started carries on.
+		dir := newDaemonDir(t)
+		conf := writeFile(t, dir, "gozd.conf", fmt.Sprintf("pidfile %[1]s/gozd.pid\nlogfile %[1]s/gozd.log\n[web]\nmode http\nlisten 127.0.0.1:0\n", dir))
+		launcher := startProcess(t, buildTestDaemon(t, "v1", "slow"), "-c", conf)
+		var master int
+		waitUntil(t, "the background master's pid file", func() bool {
+			b, err := os.ReadFile(filepath.Join(dir, "gozd.pid"))
+			master, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+			return err == nil && master > 0
+		})
+		opsKillOnCleanup(t, master)
+		launcher.signal(syscall.SIGINT)
+		launcher.wait()
+		if ws := launcher.cmd.ProcessState.Sys().(syscall.WaitStatus); !ws.Signaled() || ws.Signal() != syscall.SIGINT {
+			t.Errorf("launcher: %v; want killed by SIGINT", launcher.cmd.ProcessState)
+		}
+		if !processAlive(master) {
+			t.Errorf("the daemon (pid %d) died with its launcher", master)
+		}
+	})
+
 	t.Run("SIGQUIT to a starting worker", func(t *testing.T) {
 		d := startMaster(t, newDaemonDir(t), "[web]\nmode http\nlisten 127.0.0.1:0\n")
 		known := []int{d.worker()}
