@@ -1,6 +1,7 @@
 package gozd
 
 import (
+	"bytes"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -126,19 +128,67 @@ func (e *ConfigError) Error() string {
 // Unwrap returns the underlying error.
 func (e *ConfigError) Unwrap() error { return e.Err }
 
+// maxConfigSize is the largest configuration file LoadConfig reads: far more
+// than any real config needs.
+const maxConfigSize = 1 << 20
+
 // LoadConfig reads and parses the configuration file at path, which is made
 // absolute first so that Config.File and messages stay right after a chdir.
+// The file must be a regular file of at most 1 MiB: a FIFO, a
+// device such as /dev/zero or a runaway file is refused rather than read, so
+// that neither a start nor a reload can hang or bloat on it.
 // Every error is a *ConfigError; one for an unreadable file wraps the os error.
 func LoadConfig(path string) (*Config, error) {
 	if abs, err := filepath.Abs(path); err == nil {
 		path = abs
 	}
-	f, err := os.Open(path)
-	if err != nil {
+	fail := func(err error) (*Config, error) {
 		return nil, &ConfigError{File: path, Err: fmt.Errorf("reading config: %w", err)}
 	}
+	// O_NONBLOCK: opening a FIFO would otherwise wait for a writer. It
+	// changes nothing for the regular file that is read.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return fail(err)
+	}
 	defer f.Close()
-	return ParseConfig(path, f)
+	fi, err := f.Stat()
+	if err != nil {
+		return fail(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return fail(fmt.Errorf("not a regular file but %s; name the config file itself", fileKind(fi.Mode())))
+	}
+	if fi.Size() > maxConfigSize {
+		return fail(fmt.Errorf("%d bytes, over the limit of %d bytes (1 MiB)", fi.Size(), maxConfigSize))
+	}
+	// The size may have grown since the stat: read one byte past the limit
+	// to tell.
+	data, err := io.ReadAll(io.LimitReader(f, maxConfigSize+1))
+	if err != nil {
+		return fail(err)
+	}
+	if len(data) > maxConfigSize {
+		return fail(fmt.Errorf("over the limit of %d bytes (1 MiB)", maxConfigSize))
+	}
+	return ParseConfig(path, bytes.NewReader(data))
+}
+
+// fileKind names what a file that is not a regular file is, for messages.
+func fileKind(m os.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&os.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&os.ModeCharDevice != 0:
+		return "a character device"
+	case m&os.ModeDevice != 0:
+		return "a block device"
+	case m&os.ModeSocket != 0:
+		return "a socket"
+	}
+	return "a special file"
 }
 
 // ParseConfig parses a configuration file read from r. name, made absolute,
@@ -399,8 +449,12 @@ func (p *configParser) parse(text string) error {
 	if err := p.endGroup(); err != nil {
 		p.errs.add(err.(*ConfigError))
 	}
+	if err := p.checkAccountDirectives(); err != nil {
+		p.errs.add(err.(*ConfigError))
+	}
 	if len(p.errs) > 0 {
 		// Checks across groups would see a partial set of groups.
+		slices.SortStableFunc(p.errs, func(a, b *ConfigError) int { return a.Line - b.Line })
 		return p.errs.err()
 	}
 	if len(p.cfg.Groups) == 0 {
@@ -428,6 +482,19 @@ func (e configErrors) err() error {
 		return e[0]
 	}
 	return ConfigErrors(e)
+}
+
+// checkAccountDirectives refuses group without user. Workers would be
+// started with that group but the master's uid: under a root master, uid 0
+// and every capability, which is no privilege drop at all, though the config
+// reads like one.
+func (p *configParser) checkAccountDirectives() error {
+	line, ok := p.globals["group"]
+	if _, user := p.globals["user"]; !ok || user {
+		return nil
+	}
+	return &ConfigError{File: p.cfg.File, Line: line, Err: fmt.Errorf(
+		"group %q without user: workers would keep the master's user id (root, with every capability, when the master runs as root); add a user directive naming the account workers run as, or remove group", p.cfg.UserGroup)}
 }
 
 func (p *configParser) parseLine(n int, line string) error {

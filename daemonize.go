@@ -33,7 +33,8 @@ type options struct {
 	test       bool // -t: check the config and exit
 	foreground bool
 	verbose    bool
-	exe        string // the binary workers are started from
+	exe        string         // the binary workers are started from
+	sigs       chan os.Signal // daemonSignals, caught since Daemonize began; nil outside a daemon
 }
 
 var std struct {
@@ -54,8 +55,13 @@ var std struct {
 // which never runs the program's own code. Errors are
 // printed to stderr, with file:line for config errors, and exit non-zero.
 func Daemonize() <-chan struct{} {
+	// First of all, before the pid file is written or a listener used: a
+	// signal that arrives from now on waits for the master's loop or the
+	// worker instead of killing the process.
+	sigs := catchSignals()
 	opts, err := parseFlags(flag.CommandLine, os.Args[1:])
 	if err != nil {
+		releaseSignals(sigs)
 		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
 		flag.CommandLine.Usage()
 		os.Exit(ExitUsage)
@@ -64,7 +70,7 @@ func Daemonize() <-chan struct{} {
 	if err == nil && h != nil {
 		var d *Daemon
 		var done <-chan struct{}
-		if d, done, err = runWorker(h); err == nil {
+		if d, done, err = runWorker(h, sigs); err == nil {
 			std.mu.Lock()
 			std.d = d
 			std.mu.Unlock()
@@ -74,6 +80,11 @@ func Daemonize() <-chan struct{} {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
 		os.Exit(ExitError)
+	}
+	if isDaemon(opts) {
+		opts.sigs = sigs
+	} else {
+		releaseSignals(sigs)
 	}
 	os.Exit(run(opts))
 	return nil
@@ -222,7 +233,7 @@ func run(opts *options) int {
 		if cfg.LogFile != "" {
 			log.Info("logging to stderr in the foreground; the logfile is for background starts", "logfile", cfg.LogFile)
 		}
-		return runMaster(opts, cfg, log, func(line string, err error) {
+		return runMaster(opts, cfg, func(line string, err error) {
 			if err == nil {
 				fmt.Println(line)
 			} else {
@@ -312,8 +323,7 @@ func runBackgroundMaster(opts *options, cfg *Config, fd string) int {
 		return ExitError
 	}
 	pipe := os.NewFile(uintptr(n), "gozd-launcher")
-	log := newLogger(os.Stderr, opts.verbose, "master", 0)
-	return runMaster(opts, cfg, log, func(line string, err error) {
+	return runMaster(opts, cfg, func(line string, err error) {
 		if err != nil {
 			fmt.Fprintf(pipe, "error %s\n", strings.ReplaceAll(err.Error(), "\n", `\n`))
 		} else {

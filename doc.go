@@ -33,7 +33,27 @@
 //     renames a new binary into place is picked up), with the same
 //     arguments, environment and directory, and the listeners as inherited
 //     descriptors. Daemonize returns in it; it is ready once every group has
-//     a handler.
+//     a handler. With the config's user (and group), workers run as that
+//     account; group without user is a config error, since workers would
+//     keep uid 0 and every capability.
+//
+// The master's stderr (the log file, or the terminal or journal with -f)
+// carries its own log and its workers' output, line by line, through a
+// buffer of 1 MiB: when the output stalls, lines past that are dropped and
+// their number is logged once it takes lines again, so a stalled log stops
+// neither the master (reloads, reaping, drain timers) nor a worker that
+// logs. A reload reads the config and looks up the account off the master's
+// loop, too: a hung NSS or LDAP delays that reload only.
+//
+// If the master dies on its own (kill -9, a crash), each worker sees its
+// control socket close and drains as on -s quit: it stops accepting,
+// finishes its in-flight requests within drain_timeout, and exits. The
+// service is then down until the master is started again: run it under a
+// supervisor that restarts it (Restart=on-failure, see examples/systemd; a
+// container restart policy, see examples/container). The pid file lock dies
+// with the master and a stale socket file is removed at the next start, so
+// that start succeeds at once. (A master that is a container's PID 1 takes
+// every process of the container with it: there the workers cannot finish.)
 //
 // # Reload
 //
@@ -71,7 +91,16 @@
 //	-s reload  SIGHUP   zero-downtime restart into the binary now on disk
 //
 // Workers run in their own process group, so a Ctrl-C in a terminal reaches
-// the master alone, which then stops them.
+// the master alone, which then stops them. Signalled directly, a worker
+// drains on SIGTERM and SIGQUIT, stops on SIGINT and ignores SIGHUP and
+// SIGUSR1.
+//
+// Daemonize catches these signals (and SIGPIPE) before anything else, before
+// the pid file is written or a listener used: a signal that arrives while a
+// master or worker starts waits for it instead of killing it or dumping its
+// stacks. Call Daemonize first thing in main; a signal that arrives before
+// it still acts as Go's default. With -s, and in the command that starts a
+// daemon in the background, the signals keep their default action.
 //
 // # systemd
 //
@@ -84,4 +113,5 @@
 //	ExecStart=/usr/local/bin/app -f -c /etc/app.conf
 //	KillSignal=SIGQUIT
 //	TimeoutStopSec=45
+//	Restart=on-failure
 package gozd

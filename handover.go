@@ -2,8 +2,10 @@ package gozd
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 )
 
@@ -39,14 +41,84 @@ func readHandover() (*handover, error) {
 		return nil, nil
 	}
 	os.Unsetenv(envWorker)
-	var h handover
-	if err := json.Unmarshal([]byte(v), &h); err != nil {
+	h, err := decodeHandover([]byte(v))
+	if err != nil {
 		return nil, fmt.Errorf("gozd: bad %s from the master: %w", envWorker, err)
 	}
+	return h, nil
+}
+
+// decodeHandover parses and checks a handover: a valid config, and a
+// listener descriptor past the control socket for each of its groups and
+// for nothing else.
+func decodeHandover(b []byte) (*handover, error) {
+	var h handover
+	if err := json.Unmarshal(b, &h); err != nil {
+		return nil, err
+	}
 	if h.Config == nil {
-		return nil, fmt.Errorf("gozd: %s from the master has no config", envWorker)
+		return nil, errors.New("no config")
+	}
+	if err := h.Config.Validate(); err != nil {
+		return nil, err
+	}
+	if len(h.Listeners) != len(h.Config.Groups) {
+		return nil, fmt.Errorf("%d listeners for %d groups", len(h.Listeners), len(h.Config.Groups))
+	}
+	for i := range h.Config.Groups {
+		name := h.Config.Groups[i].Name
+		fd, ok := h.Listeners[name]
+		if !ok {
+			return nil, fmt.Errorf("no listener for group %q", name)
+		}
+		if fd <= workerControlFD {
+			return nil, fmt.Errorf("group %q: listener descriptor %d is not past the control socket (%d)", name, fd, workerControlFD)
+		}
 	}
 	return &h, nil
+}
+
+// The messages of the control socket, one a line: a worker says ready and
+// draining N (its open connections); the master says drain and stop.
+const (
+	msgReady    = "ready"
+	msgDraining = "draining"
+	msgDrain    = "drain"
+	msgStop     = "stop"
+)
+
+// controlMsg is one decoded line of the control socket.
+type controlMsg struct {
+	kind        string // one of the msg constants
+	connections int    // of "draining"
+}
+
+// String is the line that carries m, without its newline.
+func (m controlMsg) String() string {
+	if m.kind == msgDraining {
+		return fmt.Sprintf("%s %d", m.kind, m.connections)
+	}
+	return m.kind
+}
+
+// parseControlMsg decodes one line of the control socket (without its
+// newline). Each side acts only on the kinds meant for it.
+func parseControlMsg(line string) (controlMsg, error) {
+	kind, arg, hasArg := strings.Cut(line, " ")
+	switch kind {
+	case msgReady, msgDrain, msgStop:
+		if hasArg {
+			return controlMsg{}, fmt.Errorf("control message %q takes no argument", kind)
+		}
+		return controlMsg{kind: kind}, nil
+	case msgDraining:
+		n, err := strconv.Atoi(arg)
+		if err != nil || !isDigits(arg) {
+			return controlMsg{}, fmt.Errorf("control message %q: bad connection count %q", kind, arg)
+		}
+		return controlMsg{kind: kind, connections: n}, nil
+	}
+	return controlMsg{}, fmt.Errorf("unknown control message %.40q", line)
 }
 
 // workerEnv is the environment of a new worker: the master's own, without the

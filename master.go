@@ -1,17 +1,12 @@
 package gozd
 
 import (
-	"bufio"
-	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 
@@ -23,7 +18,6 @@ const (
 	killGrace      = 5 * time.Second // past drain_timeout before a worker is killed: its forced close (closeGrace) and the program's own cleanup after <-daemonChan
 	stopTimeout    = 3 * time.Second // -s stop: how long workers get before SIGKILL
 	maxRestartWait = 5 * time.Second
-	tailSize       = 4 << 10 // bytes of a failed worker's output quoted in the log
 )
 
 // master holds the listeners and the pid, starts workers and replaces them.
@@ -31,8 +25,10 @@ const (
 // send events.
 type master struct {
 	opts    *options
-	cfg     *Config // the config the current worker serves
+	cfg     *Config  // the config the current worker serves
+	acct    *account // the account its workers run as
 	log     *slog.Logger
+	out     *logWriter // stderr, through which the master logs and copies its workers' output
 	exe     string
 	args    []string
 	dir     string
@@ -48,7 +44,8 @@ type master struct {
 	gen      int
 	restarts int // consecutive crashes of the current worker
 
-	hups         int // SIGHUPs received, for -s reload to find its reload
+	hups         int  // SIGHUPs received, for -s reload to find its reload
+	loading      bool // a reload's config is being read, off the loop
 	reloadQueued bool
 	stopping     string // "", "quit" or "stop"
 	exitCode     int
@@ -93,46 +90,6 @@ func (h *heldListener) close() {
 	}
 }
 
-type workerState int
-
-const (
-	workerStarting workerState = iota
-	workerServing
-	workerDraining
-)
-
-// worker is a child process seen from the master.
-type worker struct {
-	pid     int
-	gen     int
-	cfg     *Config
-	held    map[string]*heldListener // the listeners it serves
-	added   []*heldListener          // bound for it, closed if it fails
-	state   workerState
-	began   int // the SIGHUP count when the reload that started it began; -1 for none
-	ctl     net.Conn
-	started time.Time
-	drained time.Time // when it was told to drain
-	timer   *time.Timer
-	late    bool // killed for not being ready within ready_timeout
-	tail    *tailBuffer
-	outDone chan struct{}
-}
-
-func (w *worker) String() string { return fmt.Sprintf("worker %d (pid %d)", w.gen, w.pid) }
-
-func (w *worker) send(order string) {
-	w.ctl.SetWriteDeadline(time.Now().Add(time.Second))
-	fmt.Fprintf(w.ctl, "%s\n", order)
-}
-
-func (w *worker) stopTimer() {
-	if w.timer != nil {
-		w.timer.Stop()
-		w.timer = nil
-	}
-}
-
 type eventKind int
 
 const (
@@ -142,6 +99,7 @@ const (
 	evReadyTimeout
 	evDrainTimeout
 	evRestart
+	evConfigLoaded
 )
 
 type event struct {
@@ -149,15 +107,41 @@ type event struct {
 	sig  os.Signal
 	w    *worker
 	n    int
+
+	// evConfigLoaded: the config a reload read, or why it could not.
+	cfg  *Config
+	acct *account
+	err  error
+}
+
+// loadReloadConfig reads the config for a reload and resolves the account
+// its workers are to run as. It runs off the master's loop: a config on a
+// slow disk or a user lookup through a slow NSS service (LDAP) must not stop
+// the loop from reaping workers and firing drain timers. A variable, so that
+// a test can make it slow.
+var loadReloadConfig = func(path string) (*Config, *account, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	acct, err := resolveAccount(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return cfg, acct, nil
 }
 
 // runMaster is the master's life: bind, start the first worker, then serve
 // signals until told to stop. It returns the process's exit status.
-func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string, error)) int {
+func runMaster(opts *options, cfg *Config, report func(string, error)) int {
+	out := newLogWriter(os.Stderr, "pid", os.Getpid(), "role", "master")
+	defer out.flush(logFlushWait)
+	log := newLogger(out, opts.verbose, "master", 0)
 	m := &master{
 		opts:    opts,
 		cfg:     cfg,
 		log:     log,
+		out:     out,
 		exe:     opts.exe,
 		args:    os.Args,
 		report:  report,
@@ -166,6 +150,21 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 		events:  make(chan event, 64),
 		notify:  newNotifier(log),
 	}
+	// Signals that arrived since Daemonize began are waiting in sigs.
+	sigs := opts.sigs
+	if sigs == nil {
+		sigs = catchSignals()
+	}
+	signal.Notify(sigs, syscall.SIGCHLD)
+	go func() {
+		for s := range sigs {
+			// SIGPIPE is caught only so that a write to a stderr
+			// nobody reads fails instead of killing the master.
+			if s != syscall.SIGPIPE {
+				m.events <- event{kind: evSignal, sig: s}
+			}
+		}
+	}()
 	fail := func(err error) int {
 		m.log.Error("start failed", "err", err)
 		if m.report != nil {
@@ -182,7 +181,7 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 			return fail(fmt.Errorf("%s: %w", cfg.File, err))
 		}
 	}
-	if err := checkAccounts(cfg); err != nil {
+	if m.acct, err = resolveAccount(cfg); err != nil {
 		return fail(err)
 	}
 	if m.pidfile, err = lockPidFile(cfg); err != nil {
@@ -197,18 +196,6 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 		m.log.Warn("/proc does not say which executable and start time this master has: -s will refuse to signal it", "state", m.status.path)
 	}
 
-	// Whoever reads a foreground master's stderr may go away (a pipe into a
-	// logger that died): a write error is better than dying of SIGPIPE and
-	// taking every worker down with it.
-	signal.Ignore(syscall.SIGPIPE)
-	sigs := make(chan os.Signal, 16)
-	signal.Notify(sigs, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGTERM, syscall.SIGINT, syscall.SIGUSR1, syscall.SIGCHLD)
-	go func() {
-		for s := range sigs {
-			m.events <- event{kind: evSignal, sig: s}
-		}
-	}()
-
 	activated, err := activationListeners(cfg)
 	if err != nil {
 		return fail(err)
@@ -219,7 +206,7 @@ func runMaster(opts *options, cfg *Config, log *slog.Logger, report func(string,
 	}
 	m.held = held
 	defer m.closeListeners()
-	w, err := m.spawn(cfg, held, added)
+	w, err := m.spawn(cfg, m.acct, held, added)
 	if err != nil {
 		return fail(err)
 	}
@@ -252,15 +239,17 @@ func (m *master) loop() int {
 			}
 		case evRestart:
 			if m.current == nil && m.starting == nil && m.stopping == "" {
-				if m.reloadQueued {
-					// A reload asked meanwhile reads the config
-					// afresh; a restart would not.
-					m.reloadQueued = false
-					m.reload()
-				} else {
-					m.startWorker(m.cfg, m.held, nil)
+				// A reload asked meanwhile reads the config
+				// afresh; a restart would not. But a reload
+				// reading its config already may hang on it
+				// (a user lookup through a hung LDAP): the
+				// config that served serves meanwhile.
+				if m.loading || !m.reloadIfQueued() {
+					m.startWorker(m.cfg, m.acct, m.held, nil)
 				}
 			}
+		case evConfigLoaded:
+			m.configLoaded(ev)
 		}
 		if m.stopping != "" && len(m.workers) == 0 {
 			m.log.Info("stopped")
@@ -290,28 +279,58 @@ func (m *master) signal(sig os.Signal) {
 	}
 }
 
-// reload re-reads the config and starts a worker for it, unless one is
-// starting already: then the reload waits its turn, so that however many
-// HUPs arrive, one reload follows the last of them.
+// reload starts reading the config, off the loop, for a new worker, unless
+// a reload is under way already (reading its config, or its worker
+// starting): then this one waits its turn, so that however many HUPs arrive,
+// one reload follows the last of them. configLoaded carries on.
 func (m *master) reload() {
 	if m.stopping != "" {
 		return
 	}
-	if m.starting != nil {
+	if m.starting != nil || m.loading {
 		m.reloadQueued = true
 		m.log.Info("reload queued behind the one under way")
 		return
 	}
 	m.notify.reloading()
-	began := m.hups
-	cfg, err := LoadConfig(m.opts.config)
-	if err == nil {
-		err = checkAccounts(cfg)
+	m.loading = true
+	began, path := m.hups, m.opts.config
+	go func() {
+		cfg, acct, err := loadReloadConfig(path)
+		m.events <- event{kind: evConfigLoaded, n: began, cfg: cfg, acct: acct, err: err}
+	}()
+}
+
+// reloadIfQueued starts the reload that waited for the one under way, if
+// one did.
+func (m *master) reloadIfQueued() bool {
+	if !m.reloadQueued {
+		return false
 	}
-	if err != nil {
-		m.log.Error("reload failed: config not loaded; the current worker, if any, keeps serving", "err", err)
-		m.finishReload(began, nil, err)
-		m.scheduleRestart() // only if no worker serves
+	m.reloadQueued = false
+	m.reload()
+	return true
+}
+
+// configLoaded carries on the reload that began at HUP count ev.n with the
+// config it read: bind what it adds and start its worker.
+func (m *master) configLoaded(ev event) {
+	m.loading = false
+	if m.stopping != "" {
+		return
+	}
+	if m.starting != nil {
+		// A worker that died was restarted while the config was read:
+		// read it again once that one is ready, and start one worker
+		// at a time.
+		m.reloadQueued = true
+		return
+	}
+	began, cfg := ev.n, ev.cfg
+	if ev.err != nil {
+		m.log.Error("reload failed: config not loaded; the current worker, if any, keeps serving", "err", ev.err)
+		m.finishReload(began, nil, ev.err)
+		m.reloadFailed()
 		return
 	}
 	if pidPath(cfg) != m.pidfile.path {
@@ -324,25 +343,32 @@ func (m *master) reload() {
 	if err != nil {
 		m.log.Error("reload failed; the current worker, if any, keeps serving", "err", err)
 		m.finishReload(began, nil, err)
-		m.scheduleRestart() // only if no worker serves
+		m.reloadFailed()
 		return
 	}
-	w := m.startWorker(cfg, held, added)
-	if w != nil {
+	if w := m.startWorker(cfg, ev.acct, held, added); w != nil {
 		w.began = began
 	}
 }
 
+// reloadFailed goes on after a reload that started no worker: with the
+// reload asked meanwhile, if any, else with a restart if no worker serves.
+func (m *master) reloadFailed() {
+	if !m.reloadIfQueued() {
+		m.scheduleRestart() // only if no worker serves
+	}
+}
+
 // startWorker spawns a worker for cfg and makes it the starting one.
-func (m *master) startWorker(cfg *Config, held map[string]*heldListener, added []*heldListener) *worker {
-	w, err := m.spawn(cfg, held, added)
+func (m *master) startWorker(cfg *Config, acct *account, held map[string]*heldListener, added []*heldListener) *worker {
+	w, err := m.spawn(cfg, acct, held, added)
 	if err != nil {
 		for _, h := range added {
 			h.close()
 		}
 		m.log.Error("starting a worker failed; the current worker, if any, keeps serving", "err", err)
 		m.finishReload(m.hups, nil, err)
-		m.scheduleRestart()
+		m.reloadFailed()
 		return nil
 	}
 	m.starting = w
@@ -420,116 +446,6 @@ func (m *master) bind(cfg *Config, activated map[string]net.Listener) (held map[
 	return held, added, nil
 }
 
-// spawn starts a worker: the program's binary at the path it was started
-// from, same arguments, environment and directory, with the listeners, a
-// control socket and a pipe for its output.
-func (m *master) spawn(cfg *Config, held map[string]*heldListener, added []*heldListener) (*worker, error) {
-	m.gen++
-	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose}
-	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("control socket: %w", err)
-	}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		unix.Close(sp[0])
-		unix.Close(sp[1])
-		return nil, err
-	}
-	devnull, err := os.Open(os.DevNull)
-	if err != nil {
-		unix.Close(sp[0])
-		unix.Close(sp[1])
-		outR.Close()
-		outW.Close()
-		return nil, err
-	}
-	// Fd on the pipe and /dev/null is harmless: only listening sockets
-	// must keep their non-blocking mode.
-	files := []uintptr{devnull.Fd(), outW.Fd(), outW.Fd(), uintptr(sp[1])}
-	for i := range cfg.Groups {
-		g := &cfg.Groups[i]
-		h.Listeners[g.Name] = len(files)
-		files = append(files, uintptr(held[listenKey(g)].fd))
-	}
-	pid := 0
-	env, err := workerEnv(h)
-	if err == nil {
-		var cred *syscall.Credential
-		if cred, err = credential(cfg); err == nil {
-			pid, err = syscall.ForkExec(m.exe, m.args, &syscall.ProcAttr{
-				Dir:   m.dir,
-				Env:   env,
-				Files: files,
-				// Its own process group: a Ctrl-C in the terminal
-				// reaches the master alone, which then tells the
-				// workers what to do.
-				Sys: &syscall.SysProcAttr{Setpgid: true, Credential: cred},
-			})
-		}
-	}
-	devnull.Close()
-	outW.Close()
-	unix.Close(sp[1])
-	if err != nil {
-		unix.Close(sp[0])
-		outR.Close()
-		return nil, fmt.Errorf("starting %s: %w", m.exe, err)
-	}
-	ctlFile := os.NewFile(uintptr(sp[0]), "gozd-control")
-	ctl, err := net.FileConn(ctlFile)
-	ctlFile.Close()
-	if err != nil {
-		syscall.Kill(pid, syscall.SIGKILL)
-		outR.Close()
-		return nil, err
-	}
-	w := &worker{
-		pid: pid, gen: m.gen, began: -1, cfg: cfg, held: held, added: added,
-		ctl: ctl, started: time.Now(), tail: &tailBuffer{max: tailSize}, outDone: make(chan struct{}),
-	}
-	m.workers[w.pid] = w
-	go m.copyOutput(w, outR)
-	go m.readControl(w)
-	w.timer = time.AfterFunc(cfg.readyTimeout(), func() { m.events <- event{kind: evReadyTimeout, w: w} })
-	m.log.Info("worker started", "worker", w.pid, "gen", w.gen, "exe", m.exe)
-	return w, nil
-}
-
-// copyOutput copies a worker's stdout and stderr into the log, line by line
-// so that lines of several processes do not interleave, and keeps the tail
-// for the log message if the worker fails.
-func (m *master) copyOutput(w *worker, r io.ReadCloser) {
-	defer close(w.outDone)
-	defer r.Close()
-	br := bufio.NewReaderSize(r, 64<<10)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			w.tail.Write(line)
-			os.Stderr.Write(line) // one write a line: lines of several processes do not mix
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
-	}
-}
-
-// readControl turns a worker's messages into events.
-func (m *master) readControl(w *worker) {
-	sc := bufio.NewScanner(w.ctl)
-	for sc.Scan() {
-		msg, arg, _ := strings.Cut(sc.Text(), " ")
-		switch msg {
-		case "ready":
-			m.events <- event{kind: evReady, w: w}
-		case "draining":
-			n, _ := strconv.Atoi(arg)
-			m.events <- event{kind: evDraining, w: w, n: n}
-		}
-	}
-}
-
 // ready promotes a starting worker to current and drains the previous one.
 func (m *master) ready(w *worker) {
 	// A worker already killed for being late, or told to stop, is not
@@ -542,7 +458,7 @@ func (m *master) ready(w *worker) {
 	w.state = workerServing
 	old := m.current
 	m.current = w
-	m.cfg = w.cfg
+	m.cfg, m.acct = w.cfg, w.acct
 	took := time.Since(w.started)
 	m.everReady = true
 	if old != nil {
@@ -567,10 +483,7 @@ func (m *master) ready(w *worker) {
 		m.report(m.startLine(), nil)
 		m.report = nil
 	}
-	if m.reloadQueued {
-		m.reloadQueued = false
-		m.reload()
-	}
+	m.reloadIfQueued()
 }
 
 // drain tells w to stop accepting and finish, and kills it if it is not gone
@@ -582,7 +495,7 @@ func (m *master) drain(w *worker) {
 	w.state = workerDraining
 	w.drained = time.Now()
 	w.stopTimer()
-	w.send("drain")
+	w.send(msgDrain)
 	w.timer = time.AfterFunc(w.cfg.drainTimeout()+killGrace, func() { m.events <- event{kind: evDrainTimeout, w: w} })
 }
 
@@ -658,9 +571,8 @@ func (m *master) exited(w *worker, ws unix.WaitStatus) {
 		m.finishReload(w.began, nil, err)
 		if m.current == nil {
 			m.scheduleRestart()
-		} else if m.reloadQueued {
-			m.reloadQueued = false
-			m.reload()
+		} else {
+			m.reloadIfQueued()
 		}
 	case w == m.current:
 		m.current = nil
@@ -709,10 +621,10 @@ func (m *master) shutdown(how string) {
 		if how == "quit" {
 			w.state = workerDraining
 			w.drained = time.Now()
-			w.send("drain")
+			w.send(msgDrain)
 			wait = w.cfg.drainTimeout() + killGrace
 		} else {
-			w.send("stop")
+			w.send(msgStop)
 		}
 		w.timer = time.AfterFunc(wait, func() { m.events <- event{kind: evDrainTimeout, w: w} })
 	}
@@ -760,27 +672,4 @@ func (m *master) startLine() string {
 		fmt.Fprintf(&b, "; %s %s on %s", g.Name, g.Mode, m.held[listenKey(g)].ln.Addr())
 	}
 	return b.String()
-}
-
-// tailBuffer keeps the last max bytes written to it.
-type tailBuffer struct {
-	mu  sync.Mutex
-	max int
-	buf []byte
-}
-
-func (t *tailBuffer) Write(p []byte) (int, error) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.buf = append(t.buf, p...)
-	if over := len(t.buf) - t.max; over > 0 {
-		t.buf = append(t.buf[:0], t.buf[over:]...)
-	}
-	return len(p), nil
-}
-
-func (t *tailBuffer) String() string {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return strings.TrimRight(string(t.buf), "\n")
 }

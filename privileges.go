@@ -64,22 +64,29 @@ func lookupAccount(cfg *Config) (*account, error) {
 // certificate files are readable by that account, which is what workers load
 // them as.
 func checkAccounts(cfg *Config) error {
+	_, err := resolveAccount(cfg)
+	return err
+}
+
+// resolveAccount is checkAccounts returning the account it checked, for
+// starting workers without another lookup; nil when the config names none.
+func resolveAccount(cfg *Config) (*account, error) {
 	a, err := lookupAccount(cfg)
 	if err != nil || a == nil {
-		return err
+		return nil, err
 	}
 	if os.Geteuid() != 0 && (a.uid != uint32(os.Geteuid()) || a.gid != uint32(os.Getegid())) {
-		return fmt.Errorf("%s: user %q group %q: running workers as another account needs root (running as uid %d)", cfg.File, cfg.User, cfg.UserGroup, os.Geteuid())
+		return nil, fmt.Errorf("%s: user %q group %q: running workers as another account needs root (running as uid %d)", cfg.File, cfg.User, cfg.UserGroup, os.Geteuid())
 	}
 	for i := range cfg.Groups {
 		g := &cfg.Groups[i]
 		for _, path := range []string{g.Key, g.Cert} {
 			if path != "" && !readableBy(path, a) {
-				return fmt.Errorf("%s: %s is not readable by uid %d gid %d (user %q group %q), which workers run as", g, path, a.uid, a.gid, cfg.User, cfg.UserGroup)
+				return nil, fmt.Errorf("%s: %s is not readable by uid %d gid %d (user %q group %q), which workers run as", g, path, a.uid, a.gid, cfg.User, cfg.UserGroup)
 			}
 		}
 	}
-	return nil
+	return a, nil
 }
 
 // readableBy reports whether a can read path, judged by its permission bits.
@@ -104,17 +111,13 @@ func readableBy(path string, a *account) bool {
 	return perm&0o004 != 0
 }
 
-// credential is how workers are started: as the configured account, set for
-// the exec so no application code ever runs privileged.
-func credential(cfg *Config) (*syscall.Credential, error) {
-	a, err := lookupAccount(cfg)
-	if err != nil || a == nil {
-		return nil, err
+// credential is how workers are started: as account a (nil: as the
+// master), set for the exec so no application code ever runs privileged.
+func credential(a *account) *syscall.Credential {
+	if a == nil || a.uid == uint32(os.Getuid()) && a.gid == uint32(os.Getgid()) {
+		return nil
 	}
-	if a.uid == uint32(os.Getuid()) && a.gid == uint32(os.Getgid()) {
-		return nil, nil
-	}
-	return &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: a.groups}, nil
+	return &syscall.Credential{Uid: a.uid, Gid: a.gid, Groups: a.groups}
 }
 
 // setMaxFDs sets RLIMIT_NOFILE for the master and so for its workers.

@@ -5,9 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
-	"os/signal"
 	"sort"
 	"strings"
 	"syscall"
@@ -16,9 +16,10 @@ import (
 
 // runWorker is Daemonize in a worker: it builds the default daemon on the
 // inherited listeners, serves once every group has a handler, reports ready
-// to the master, and drains on the master's order. The returned channel is
-// closed once serving is over.
-func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
+// to the master, and drains on the master's order. sigs carries the signals
+// caught since Daemonize began. The returned channel is closed once serving
+// is over.
+func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, error) {
 	log := newLogger(os.Stderr, h.Verbose, "worker", h.Generation)
 	ctlFile := os.NewFile(workerControlFD, "gozd-control")
 	ctl, err := net.FileConn(ctlFile)
@@ -64,7 +65,7 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 		for {
 			select {
 			case <-d.Ready():
-				fmt.Fprintf(ctl, "ready\n")
+				fmt.Fprintf(ctl, "%s\n", msgReady)
 				log.Debug("ready")
 				return
 			case <-d.Draining():
@@ -79,28 +80,31 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 		// worker without a master drains and leaves.
 		sc := bufio.NewScanner(ctl)
 		for sc.Scan() {
-			switch sc.Text() {
-			case "drain":
-				fmt.Fprintf(ctl, "draining %d\n", d.connCount())
+			msg, err := parseControlMsg(sc.Text())
+			if err != nil {
+				log.Warn("ignoring a message from the master", "err", err)
+				continue
+			}
+			switch msg.kind {
+			case msgDrain:
+				fmt.Fprintf(ctl, "%s\n", controlMsg{kind: msgDraining, connections: d.connCount()})
 				drain()
-			case "stop":
+			case msgStop:
 				d.Close()
 			}
 		}
-		log.Debug("master gone; draining")
+		log.Info("master gone; draining")
 		drain()
 	}()
-	go workerSignals(d, drain, log)
+	go workerSignals(sigs, d, drain, log)
 	return d, done, nil
 }
 
 // workerSignals lets an operator who signals a worker directly get what the
 // same signal does to the master: graceful or fast stop. A reload is the
-// master's job. A broken stderr pipe (the master died) must not kill the
-// worker while it drains.
-func workerSignals(d *Daemon, drain func(), log interface{ Info(string, ...any) }) {
-	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGQUIT, syscall.SIGINT, syscall.SIGHUP, syscall.SIGPIPE)
+// master's job, and so is the log file. A broken stderr pipe (the master
+// died) must not kill the worker while it drains: SIGPIPE is caught too.
+func workerSignals(sigs <-chan os.Signal, d *Daemon, drain func(), log *slog.Logger) {
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGQUIT:
@@ -109,6 +113,8 @@ func workerSignals(d *Daemon, drain func(), log interface{ Info(string, ...any) 
 			d.Close()
 		case syscall.SIGHUP:
 			log.Info("SIGHUP to a worker is ignored; send it to the master to reload")
+		case syscall.SIGUSR1:
+			log.Info("SIGUSR1 to a worker is ignored; send it to the master to reopen the log")
 		}
 	}
 }
