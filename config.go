@@ -71,6 +71,20 @@ type GroupConfig struct {
 	Chmod   os.FileMode // unix sockets: mode of the socket file; 0 = as created (0777 minus the umask)
 	Owner   string      // unix sockets: owner of the socket file, "user:group", "user" or ":group" (names or ids); "" = the master's
 	Line    int         // line of the [Name] header in Config.File, for messages; 0 when built in code
+
+	// Owner's ids as the parse looked them up, so the master binding the
+	// socket does no user lookup (NSS, LDAP: it may hang) in its loop.
+	owner *ownerIDs
+}
+
+type ownerIDs struct{ uid, gid int }
+
+// ownerIDs returns the uid and gid Owner names, -1 for a part not given.
+func (g *GroupConfig) ownerIDs() (uid, gid int, err error) {
+	if g.owner != nil {
+		return g.owner.uid, g.owner.gid, nil
+	}
+	return lookupOwner(g.Owner)
 }
 
 // ConfigErrors are the problems found in one configuration file, in the
@@ -679,10 +693,11 @@ func (p *configParser) setGroup(name, value string) error {
 		g.Chmod = os.FileMode(mode)
 	case "owner":
 		// Looked up now, so that a typo is reported at its line.
-		if _, _, err := lookupOwner(value); err != nil {
+		uid, gid, err := lookupOwner(value)
+		if err != nil {
 			return err
 		}
-		g.Owner = value
+		g.Owner, g.owner = value, &ownerIDs{uid, gid}
 	}
 	return nil
 }

@@ -98,7 +98,7 @@ func (l *unixListener) isFile(st *unix.Stat_t) bool {
 // shared by every thread.
 func listenUnix(g *GroupConfig) (*unixListener, error) {
 	path := g.Address
-	uid, gid, err := lookupOwner(g.Owner)
+	uid, gid, err := g.ownerIDs()
 	if err != nil {
 		return nil, err
 	}
@@ -184,11 +184,11 @@ func renameNoReplace(oldpath, newpath string) error {
 // listener's socket; anything else planted there is left alone.
 func (l *unixListener) updateSocketFile(was, now *GroupConfig) error {
 	path := l.addr.Name
-	oldUID, oldGID, err := lookupOwner(was.Owner)
+	oldUID, oldGID, err := was.ownerIDs()
 	if err != nil {
 		return err
 	}
-	uid, gid, err := lookupOwner(now.Owner)
+	uid, gid, err := now.ownerIDs()
 	if err != nil {
 		return err
 	}
