@@ -84,6 +84,7 @@ type httpConn struct {
 	net.Conn
 	read atomic.Bool
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
+	mv   connMove    // handing it to the next worker (handoff.go)
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
@@ -91,6 +92,7 @@ func (c *httpConn) Read(p []byte) (int, error) {
 	if n > 0 && !c.read.Load() {
 		c.read.Store(true)
 	}
+	c.afterRead(p, n)
 	return n, err
 }
 

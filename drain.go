@@ -39,6 +39,7 @@ type connTracker struct {
 	draining atomic.Bool   // written under mu; read without it on the per-request path
 	sealed   bool          // no connection will be added any more
 	done     chan struct{} // closed once draining, sealed and conns is empty
+	mover    atomic.Pointer[connMover] // hands connections to the next worker instead of closing them (handoff.go)
 }
 
 type connState struct {
@@ -56,6 +57,9 @@ func newConnTracker() *connTracker {
 func (t *connTracker) add(c net.Conn) {
 	t.mu.Lock()
 	t.conns[c] = connState{}
+	if t.draining.Load() {
+		t.tryMove(c) // accepted (or handed over) as the drain began
+	}
 	t.mu.Unlock()
 }
 
@@ -84,6 +88,9 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 // whether to close c now (it is then no longer tracked), or arranges a
 // delayed close for a lingering one.
 func (t *connTracker) closeIdleLocked(c net.Conn) bool {
+	if t.tryMove(c) {
+		return false
+	}
 	st := t.conns[c]
 	if asHTTPConn(c) == nil && !st.linger {
 		delete(t.conns, c)
@@ -124,6 +131,10 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		t.conns[c] = st
 		t.mu.Unlock()
 		time.AfterFunc(wait, func() { t.closeIfIdle(c) })
+		return
+	}
+	if t.tryMove(c) {
+		t.mu.Unlock()
 		return
 	}
 	if hc := asHTTPConn(c); hc != nil && linger == h1Linger && hc.read.Load() {
@@ -176,6 +187,9 @@ func (t *connTracker) drain() {
 	t.draining.Store(true)
 	var closing []net.Conn
 	for c, st := range t.conns {
+		if t.tryMove(c) {
+			continue
+		}
 		if isIdle(c, st) && t.closeIdleLocked(c) {
 			closing = append(closing, c)
 		}
@@ -270,7 +284,7 @@ func (w *drainingWriter) beforeHeader() {
 		return
 	}
 	w.wroteHeader = true
-	if w.gs.draining.Load() {
+	if w.gs.draining.Load() && !w.gs.tracker.moves() {
 		w.Header().Set("Connection", "close")
 	}
 }

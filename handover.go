@@ -29,6 +29,7 @@ type handover struct {
 	Config     *Config        `json:"config"`
 	Listeners  map[string]int `json:"fds"` // group name → descriptor
 	Verbose    bool           `json:"verbose,omitempty"`
+	Inbox      int            `json:"inbox,omitempty"` // descriptor of the socket connections are handed over on (handoff.go)
 }
 
 // readHandover returns the handover in the environment, or nil when this

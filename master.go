@@ -117,6 +117,7 @@ type worker struct {
 	late    bool // killed for not being ready within ready_timeout
 	tail    *tailBuffer
 	outDone chan struct{}
+	inbox   *workerInbox // where the worker it replaces hands connections over (handoff_master.go)
 }
 
 func (w *worker) String() string { return fmt.Sprintf("worker %d (pid %d)", w.gen, w.pid) }
@@ -423,6 +424,7 @@ func (m *master) spawn(cfg *Config, held map[string]*heldListener, added []*held
 		h.Listeners[g.Name] = len(files)
 		files = append(files, uintptr(held[listenKey(g)].fd))
 	}
+	inbox := addInbox(h, &files, m.log)
 	pid := 0
 	env, err := workerEnv(h)
 	if err == nil {
@@ -442,6 +444,7 @@ func (m *master) spawn(cfg *Config, held map[string]*heldListener, added []*held
 	devnull.Close()
 	outW.Close()
 	unix.Close(sp[1])
+	inbox.started(err == nil)
 	if err != nil {
 		unix.Close(sp[0])
 		outR.Close()
@@ -453,11 +456,12 @@ func (m *master) spawn(cfg *Config, held map[string]*heldListener, added []*held
 	if err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 		outR.Close()
+		inbox.close()
 		return nil, err
 	}
 	w := &worker{
 		pid: pid, gen: m.gen, began: -1, cfg: cfg, held: held, added: added,
-		ctl: ctl, started: time.Now(), tail: &tailBuffer{max: tailSize}, outDone: make(chan struct{}),
+		ctl: ctl, started: time.Now(), tail: &tailBuffer{max: tailSize}, outDone: make(chan struct{}), inbox: inbox,
 	}
 	m.workers[w.pid] = w
 	go m.copyOutput(w, outR)
@@ -519,6 +523,7 @@ func (m *master) ready(w *worker) {
 	if old != nil {
 		m.drain(old)
 	}
+	w.inbox.close() // passed to the old worker, or nobody to hand over
 	// Listeners no group uses any more go only after the old worker was
 	// told to stop accepting on them.
 	for key, h := range m.held {
@@ -553,7 +558,7 @@ func (m *master) drain(w *worker) {
 	w.state = workerDraining
 	w.drained = time.Now()
 	w.stopTimer()
-	w.send("drain")
+	m.sendDrain(w)
 	w.timer = time.AfterFunc(w.cfg.drainTimeout()+killGrace, func() { m.events <- event{kind: evDrainTimeout, w: w} })
 }
 
@@ -587,6 +592,7 @@ func exitDescription(ws unix.WaitStatus) string {
 func (m *master) exited(w *worker, ws unix.WaitStatus) {
 	w.stopTimer()
 	w.ctl.Close()
+	w.inbox.close()
 	how := exitDescription(ws)
 	switch {
 	case w.state == workerDraining:

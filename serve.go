@@ -51,6 +51,7 @@ type Daemon struct {
 	draining  chan struct{}      // closed when Shutdown or Close starts
 	cancel    context.CancelFunc // cancels the Context of tcp Conns
 	accepting sync.WaitGroup     // the groups' accept loops
+	handoff   daemonHandoff      // connections from the previous worker, to the next (handoff.go)
 }
 
 type daemonState int
@@ -237,6 +238,7 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	}
 	for _, gs := range groups {
 		gs.start(d.handlers[gs.cfg.Name], connCtx, &d.accepting)
+		gs.serveResumed(d, d.handlers[gs.cfg.Name], &d.accepting)
 	}
 	d.mu.Unlock()
 	close(d.ready)
@@ -359,6 +361,7 @@ func (d *Daemon) stop() []*groupServer {
 		}
 		for _, gs := range d.groups {
 			gs.ln.Close()
+			gs.resumed.Close()
 		}
 	}
 	return slices.Clone(d.groups)
@@ -386,6 +389,7 @@ type groupServer struct {
 	http     *http.Server   // http and https
 	draining atomic.Bool    // responses say "Connection: close"
 	tcp      sync.WaitGroup // running tcp handlers
+	resumed  *resumeListener // connections handed over by the previous worker (handoff.go)
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -440,9 +444,10 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	case http.StateNew:
 		gs.tracker.add(c)
 	case http.StateActive:
+		hc.requestStarted()
 		gs.tracker.httpIdle(c, hc, false)
 	case http.StateIdle:
-		hc.read.Store(false) // reads from here on are the next request's
+		hc.requestDone() // reads from here on are the next request's
 		gs.tracker.httpIdle(c, hc, true)
 	case http.StateClosed:
 		gs.tracker.remove(c)

@@ -30,6 +30,9 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := d.openInbox(h.Inbox); err != nil {
+		return nil, nil, err
+	}
 	d.inherited = make(map[string]net.Listener, len(h.Listeners))
 	names := make([]string, 0, len(h.Listeners))
 	for name := range h.Listeners {
@@ -77,10 +80,12 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 	go func() {
 		// Orders from the master; EOF means the master is gone, and a
 		// worker without a master drains and leaves.
-		sc := bufio.NewScanner(ctl)
+		orders := &controlReader{conn: ctl}
+		sc := bufio.NewScanner(orders)
 		for sc.Scan() {
 			switch sc.Text() {
 			case "drain":
+				d.setHeir(orders.takeFD()) // the new worker's inbox, if any
 				fmt.Fprintf(ctl, "draining %d\n", d.connCount())
 				drain()
 			case "stop":
