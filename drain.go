@@ -39,7 +39,10 @@ type connTracker struct {
 	draining atomic.Bool   // written under mu; read without it on the per-request path
 	sealed   bool          // no connection will be added any more
 	done     chan struct{} // closed once draining, sealed and conns is empty
-	mover    atomic.Pointer[connMover] // hands connections to the next worker instead of closing them (handoff.go)
+
+	// mover hands connections to the next worker instead of closing
+	// them (handoff.go).
+	mover atomic.Pointer[connMover]
 }
 
 type connState struct {

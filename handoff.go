@@ -86,7 +86,7 @@ func handoffKindOf(gs *groupServer) (handoffKind, bool) {
 // daemonHandoff is a worker's part of the handoff: where connections come
 // from, and where they go once it drains.
 type daemonHandoff struct {
-	inbox *net.UnixConn                // from the previous worker; nil outside a master
+	inbox *net.UnixConn                 // from the previous worker; nil outside a master
 	heir  atomic.Pointer[handoffSender] // to the next worker, once draining
 }
 

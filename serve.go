@@ -389,7 +389,10 @@ type groupServer struct {
 	http     *http.Server   // http and https
 	draining atomic.Bool    // responses say "Connection: close"
 	tcp      sync.WaitGroup // running tcp handlers
-	resumed  *resumeListener // connections handed over by the previous worker (handoff.go)
+
+	// resumed serves the connections handed over by the previous worker
+	// (handoff.go).
+	resumed *resumeListener
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
