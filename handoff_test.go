@@ -5,9 +5,12 @@ package gozd_test
 // request already on the wire.
 
 import (
+	"bufio"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -94,4 +97,286 @@ listen 127.0.0.1:0
 	}
 	d.reloadTimes(10, 300*time.Millisecond)
 	load.check(t)
+}
+
+// keptConn is a client's keep-alive connection, driven by hand so the test
+// knows which TCP connection each request goes on.
+type keptConn struct {
+	t *testing.T
+	c net.Conn
+	r *bufio.Reader
+}
+
+func dialKept(t *testing.T, network, addr string) *keptConn {
+	t.Helper()
+	c, err := net.DialTimeout(network, addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return &keptConn{t: t, c: c, r: bufio.NewReader(c)}
+}
+
+// send writes raw request bytes.
+func (k *keptConn) send(s string) {
+	k.t.Helper()
+	k.c.SetWriteDeadline(time.Now().Add(waitTimeout))
+	if _, err := io.WriteString(k.c, s); err != nil {
+		k.t.Fatalf("sending on %s: %v", k.c.LocalAddr(), err)
+	}
+}
+
+// response reads one response to testdaemon's version handler and returns
+// the pid that answered, and whether it said Connection: close.
+func (k *keptConn) response() (pid int, closing bool, err error) {
+	k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		return 0, false, err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return 0, false, err
+	}
+	_, pid, err = checkVersionResponse(resp.StatusCode, resp.Header, string(body))
+	return pid, resp.Close, err
+}
+
+const getRequest = "GET / HTTP/1.1\r\nHost: gozd.test\r\n\r\n"
+
+// get sends a GET and returns the pid that answered; the response must keep
+// the connection open.
+func (k *keptConn) get() int {
+	k.t.Helper()
+	k.send(getRequest)
+	pid, closing, err := k.response()
+	if err != nil {
+		k.t.Fatalf("GET on %s: %v", k.c.LocalAddr(), err)
+	}
+	if closing {
+		k.t.Fatalf("GET on %s answered by pid %d with Connection: close", k.c.LocalAddr(), pid)
+	}
+	return pid
+}
+
+// oldWorkerExitAfter is how long after its drain order an old worker
+// exited, from the master's log.
+func (d *masterProcess) oldWorkerExitAfter(pid int) time.Duration {
+	d.t.Helper()
+	line := d.oldWorkerExit(pid)
+	_, after, _ := strings.Cut(line, " after=")
+	after, _, _ = strings.Cut(after, " ")
+	dur, err := time.ParseDuration(after)
+	if err != nil {
+		d.t.Fatalf("no duration in %q: %v", line, err)
+	}
+	return dur
+}
+
+// TestHandoffSameConnection: a keep-alive connection opened before a reload
+// is answered on the same connection by the new worker afterwards, over tcp
+// and over a unix socket, and the old worker exits at once, not at
+// drain_timeout.
+func TestHandoffSameConnection(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+[web2]
+mode   http
+listen %DIR%/web.sock
+`)
+	old := d.worker()
+	conns := []*keptConn{dialKept(t, "tcp", d.addrs["web"]), dialKept(t, "unix", filepath.Join(dir, "web.sock"))}
+	for _, k := range conns {
+		if pid := k.get(); pid != old {
+			t.Fatalf("answered by pid %d before the reload, want the worker %d", pid, old)
+		}
+	}
+	d.reload(buildTestDaemon(t, "v2", ""), true, old)
+	if after := d.oldWorkerExitAfter(old); after > 5*time.Second {
+		t.Errorf("old worker exited %s after its drain began; want at once", after)
+	}
+	nw := d.worker()
+	for _, k := range conns {
+		if pid := k.get(); pid != nw {
+			t.Errorf("%s: answered by pid %d after the reload, want the new worker %d", k.c.RemoteAddr().Network(), pid, nw)
+		}
+	}
+}
+
+// TestHandoffManyIdle: with 500 idle keep-alive connections the old worker
+// exits within a second of its drain order, and every connection is
+// answered by the new worker.
+func TestHandoffManyIdle(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+`)
+	old := d.worker()
+	conns := make([]*keptConn, 500)
+	for i := range conns {
+		conns[i] = dialKept(t, "tcp", d.addrs["web"])
+		conns[i].get()
+	}
+	d.proc.signal(syscall.SIGHUP)
+	after := d.oldWorkerExitAfter(old)
+	t.Logf("old worker with %d idle connections exited %s after its drain order", len(conns), after)
+	if after > time.Second {
+		t.Errorf("old worker exited %s after its drain order; want within a second", after)
+	}
+	nw := d.worker()
+	for i, k := range conns {
+		if pid := k.get(); pid != nw {
+			t.Fatalf("connection %d: answered by pid %d, want the new worker %d", i, pid, nw)
+		}
+	}
+}
+
+// TestHandoffHalfReadRequest: a connection whose next request is half read
+// when the drain begins is not moved (its bytes are in the old worker's
+// buffers): the old worker answers the request, without Connection: close,
+// then hands the connection over, and the next request gets the new worker.
+// So do a pipelined request read along with a busy one, and a busy one.
+func TestHandoffHalfReadRequest(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+`)
+	old := d.worker()
+	half := dialKept(t, "tcp", d.addrs["web"])
+	half.get()
+	half.send("GET / HTTP/1.1\r\n") // the rest comes after the drain began
+	busy := dialKept(t, "tcp", d.addrs["web"])
+	busy.send("GET /sleep?d=1s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
+	// The second request of the pair is read with the first, which the
+	// old worker is busy with when the drain begins.
+	pipelined := dialKept(t, "tcp", d.addrs["web"])
+	pipelined.send("GET /sleep?d=1s HTTP/1.1\r\nHost: gozd.test\r\n\r\n" + getRequest)
+	time.Sleep(100 * time.Millisecond) // let the slow requests reach their handler
+
+	d.proc.signal(syscall.SIGHUP)
+	d.waitLog(fmt.Sprintf(`msg="worker draining" pid=%d role=master worker=%d `, d.pid, old), 1)
+	half.send("Host: gozd.test\r\n\r\n")
+	for _, k := range []*keptConn{half, busy, pipelined, pipelined} {
+		pid, closing, err := k.response()
+		if err != nil {
+			t.Fatalf("request in the old worker's hands: %v", err)
+		}
+		if pid != old || closing {
+			t.Errorf("request in the old worker's hands: answered by pid %d (close %v), want %d keeping the connection", pid, closing, old)
+		}
+	}
+	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
+		t.Errorf("old worker exited %s after its drain began; want soon after its last response", after)
+	}
+	nw := d.worker()
+	for _, k := range []*keptConn{half, busy, pipelined} {
+		if pid := k.get(); pid != nw {
+			t.Errorf("after the reload: answered by pid %d, want the new worker %d", pid, nw)
+		}
+	}
+}
+
+// TestHandoffRemovedGroup: the connections of a group the new config drops
+// cannot move; they get the drain as before (an in-flight response says
+// Connection: close, an idle connection is closed), while the kept group's
+// move.
+func TestHandoffRemovedGroup(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+[web2]
+mode   http
+listen 127.0.0.1:0
+`)
+	old := d.worker()
+	kept := dialKept(t, "tcp", d.addrs["web"])
+	kept.get()
+	idle := dialKept(t, "tcp", d.addrs["web2"])
+	idle.get()
+	busy := dialKept(t, "tcp", d.addrs["web2"])
+	busy.send("GET /sleep?d=1s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // let the slow request reach its handler
+
+	d.writeConfig(`
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+`)
+	d.proc.signal(syscall.SIGHUP)
+	pid, closing, err := busy.response()
+	if err != nil || pid != old || !closing {
+		t.Errorf("in-flight request of the removed group: pid %d, close %v, %v; want pid %d with Connection: close", pid, closing, err, old)
+	}
+	for _, k := range []*keptConn{idle, busy} {
+		k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+		if n, err := k.r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Errorf("connection of the removed group: read %d bytes, %v; want EOF", n, err)
+		}
+	}
+	d.oldWorkerExit(old)
+	if pid := kept.get(); pid != d.worker() {
+		t.Errorf("kept group: answered by pid %d, want the new worker %d", pid, d.worker())
+	}
+}
+
+// TestHandoffHeirDies: the new worker dies while the old one still has a
+// request in flight. The old worker finds nobody to hand the connection to,
+// closes it after the response as a drain without handoff would, and exits;
+// the master starts another worker, which serves.
+func TestHandoffHeirDies(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+`)
+	old := d.worker()
+	busy := dialKept(t, "tcp", d.addrs["web"])
+	busy.send("GET /sleep?d=2s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // let the slow request reach its handler
+	d.proc.signal(syscall.SIGHUP)
+	d.waitLog(fmt.Sprintf(`msg="worker draining" pid=%d role=master worker=%d `, d.pid, old), 1)
+	var heir int
+	for _, pid := range childPids(d.pid) {
+		if pid != old {
+			heir = pid
+		}
+	}
+	if heir == 0 {
+		t.Fatal("no new worker")
+	}
+	syscall.Kill(heir, syscall.SIGKILL)
+	d.waitLog("worker died; restarting it", 1)
+
+	pid, _, err := busy.response()
+	if err != nil || pid != old {
+		t.Fatalf("in-flight request: pid %d, %v; want answered by %d", pid, err, old)
+	}
+	busy.c.SetReadDeadline(time.Now().Add(waitTimeout))
+	if n, err := busy.r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+		t.Errorf("after its response: read %d bytes, %v; want EOF", n, err)
+	}
+	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
+		t.Errorf("old worker exited %s after its drain began; want soon after its last response", after)
+	}
+	d.waitLog(`msg="worker ready"`, 3)
+	if pid := dialKept(t, "tcp", d.addrs["web"]).get(); pid != d.worker() {
+		t.Errorf("after the restart: answered by pid %d, want the worker %d", pid, d.worker())
+	}
 }
