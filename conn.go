@@ -196,6 +196,7 @@ type fcgiConn struct {
 	net.Conn
 	tracker *connTracker
 	once    sync.Once
+	mv      fcgiMove // its records, and handing it to the next worker (handoff_fcgi.go)
 }
 
 // fcgiEndRequest is the FastCGI record type FCGI_END_REQUEST.
@@ -204,21 +205,21 @@ const fcgiEndRequest = 3
 func (c *fcgiConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.tracker.setIdle(c, false, false)
+		c.tracker.setIdle(c, c.afterRead(p[:n]), false)
 	}
 	return n, err
 }
 
 func (c *fcgiConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	if err == nil && len(p) >= 2 && p[0] == 1 && p[1] == fcgiEndRequest {
-		c.tracker.setIdle(c, true, false)
+	if err == nil && len(p) >= 4 && p[0] == 1 && p[1] == fcgiEndRequest {
+		c.tracker.setIdle(c, c.requestEnded(p), false)
 	}
 	return n, err
 }
 
 func (c *fcgiConn) Close() error {
-	err := c.Conn.Close()
+	err := c.closeOrHandOver()
 	c.once.Do(func() { c.tracker.remove(c) })
 	return err
 }

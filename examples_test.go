@@ -714,12 +714,19 @@ type exNginx struct {
 // of kept-alive connections. The test's cleanup stops it by pid.
 func exStartNginx(t testing.TB, dir, sock string, keepConn bool) *exNginx {
 	t.Helper()
+	return exStartNginxAt(t, dir, "unix:"+sock, keepConn)
+}
+
+// exStartNginxAt is exStartNginx for a FastCGI server at server, in nginx's
+// form (unix:PATH or HOST:PORT).
+func exStartNginxAt(t testing.TB, dir, server string, keepConn bool) *exNginx {
+	t.Helper()
 	bin := exNeedTool(t, "nginx", "nginx")
 	addr := freePort(t)
-	pass, upstream := "unix:"+sock, ""
+	pass, upstream := server, ""
 	if keepConn {
 		pass = "gozd"
-		upstream = "upstream gozd { server unix:" + sock + "; keepalive 4; }"
+		upstream = "upstream gozd { server " + server + "; keepalive 4; }"
 	}
 	keep := ""
 	if keepConn {

@@ -31,6 +31,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
+	"net/http/fcgi"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -330,6 +332,11 @@ func (d *Daemon) setHeir(fd int) {
 				hc, ok := c.(*httpConn)
 				return ok && hc.startMove(s, gs.cfg.Name)
 			}, s)
+		case handoffFCGI:
+			gs.tracker.setMover(func(c net.Conn) bool {
+				fc, ok := c.(*fcgiConn)
+				return ok && fc.startMove(s, gs.cfg.Name)
+			}, s)
 		}
 	}
 }
@@ -551,6 +558,11 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, wg *sync.WaitGroup) 
 			return hc
 		})
 		wg.Go(func() { gs.logAcceptEnd(gs.http.Serve(gs.resumed)) })
+	case ModeFCGI:
+		gs.resumed = newResumeListener(gs.ln.Addr(), func(c net.Conn) net.Conn { return c })
+		wg.Go(func() {
+			gs.logAcceptEnd(fcgi.Serve(&fcgiListener{Listener: gs.resumed, tracker: gs.tracker}, handler.(http.Handler)))
+		})
 	}
 }
 
@@ -673,11 +685,7 @@ func (c *httpConn) Close() error {
 	if !move {
 		return c.Conn.Close()
 	}
-	fd, err := dupConnFD(c.Conn)
-	c.Conn.Close()
-	if err == nil {
-		heir.send(handoffEntry{kind: handoffHTTP, group: group}, fd)
-	}
+	handOver(c.Conn, heir, handoffEntry{kind: handoffHTTP, group: group})
 	return nil
 }
 
