@@ -431,3 +431,44 @@ chmod  0666
 		}
 	}
 }
+
+// TestDrainingTellsHandlers: a streaming response and a hijacked connection
+// learn from gozd.Draining that their worker drains, say goodbye and end,
+// and the old worker exits at once instead of at drain_timeout.
+func TestDrainingTellsHandlers(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+`)
+	old := d.worker()
+	hello := fmt.Sprintf("v1 %d\n", old)
+	var bodies []*bufio.Reader
+	for _, path := range []string{"/stream", "/hijack"} {
+		k := dialKept(t, "tcp", d.addrs["web"])
+		k.send("GET " + path + " HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
+		k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+		resp, err := http.ReadResponse(k.r, nil)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		body := bufio.NewReader(resp.Body)
+		if line, err := body.ReadString('\n'); line != hello {
+			t.Fatalf("GET %s: first line %q, %v; want %q", path, line, err, hello)
+		}
+		bodies = append(bodies, body)
+	}
+	d.reload(buildTestDaemon(t, "v1", ""), true, old)
+	for i, body := range bodies {
+		rest, err := io.ReadAll(body)
+		if string(rest) != "bye\n" || err != nil {
+			t.Errorf("response %d after the drain began: %q, %v; want %q, then its end", i, rest, err, "bye\n")
+		}
+	}
+	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
+		t.Errorf("old worker exited %s after its drain order; want at once, not at drain_timeout", after)
+	}
+}

@@ -9,7 +9,9 @@
 //	                      connection keeps its old worker alive
 //
 // The version handler answers GET / with "VERSION PID\n" and the headers
-// X-Version and X-Pid, and GET /sleep?d=DURATION after that long.
+// X-Version and X-Pid, and GET /sleep?d=DURATION after that long. GET
+// /stream streams "VERSION PID\n", then "bye\n" once the worker drains;
+// GET /hijack does the same on the hijacked connection.
 //
 // Build with -ldflags "-X main.version=v2 -X main.behavior=B" where B is
 // empty for a normal daemon, "crash" for a worker that exits 3 right after
@@ -22,6 +24,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -74,6 +77,11 @@ func main() {
 func serveVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Version", version)
 	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+	switch r.URL.Path {
+	case "/stream", "/hijack":
+		serveUntilDrain(w, r)
+		return
+	}
 	if r.URL.Path == "/sleep" {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))
 		if err != nil || d < 0 || d > time.Minute {
@@ -106,5 +114,34 @@ func echo(conn gozd.Conn) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// serveUntilDrain holds a response (or, for /hijack, the hijacked
+// connection) open until the worker drains, as a websocket or an event
+// stream would, and says goodbye then.
+func serveUntilDrain(w http.ResponseWriter, r *http.Request) {
+	hello := fmt.Sprintf("%s %d\n", version, os.Getpid())
+	if r.URL.Path == "/hijack" {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + hello)
+		brw.Flush()
+		<-gozd.Draining()
+		c.Write([]byte("bye\n"))
+		return
+	}
+	w.Header().Set("X-Version", version)
+	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+	io.WriteString(w, hello)
+	http.NewResponseController(w).Flush()
+	select {
+	case <-gozd.Draining():
+		io.WriteString(w, "bye\n")
+	case <-r.Context().Done():
 	}
 }
