@@ -6,6 +6,7 @@ package gozd_test
 
 import (
 	"bufio"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -470,5 +471,146 @@ listen 127.0.0.1:0
 	}
 	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
 		t.Errorf("old worker exited %s after its drain order; want at once, not at drain_timeout", after)
+	}
+}
+
+// postProto POSTs to url and checks the answer and its protocol version.
+func postProto(c *http.Client, url string, major int) (string, error) {
+	resp, err := c.Post(url, "text/plain", strings.NewReader("hello"))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", fmt.Errorf("POST %s: reading the body: %w", url, err)
+	}
+	if resp.ProtoMajor != major {
+		return "", fmt.Errorf("POST %s: answered over %s, want HTTP/%d", url, resp.Proto, major)
+	}
+	v, _, err := checkVersionResponse(resp.StatusCode, resp.Header, string(body))
+	return v, err
+}
+
+// TestHandoffTLS: TLS connections cannot move, so the drain tells them:
+// keep-alive POSTs over HTTP/1.1 and over HTTP/2, through a link of 15 ms
+// each way, do not fail across five reloads.
+func TestHandoffTLS(t *testing.T) {
+	dir := newDaemonDir(t)
+	key, cert := writeKeyPair(t, dir)
+	d := startMaster(t, dir, fmt.Sprintf(`
+drain_timeout 5s
+[web]
+mode   https
+listen 127.0.0.1:0
+key    %s
+cert   %s
+`, key, cert))
+	d.worker()
+	proxy := startLatencyProxy(t, "tcp", d.addrs["web"], 15*time.Millisecond)
+	url := "https://" + proxy.Addr() + "/"
+	var gens []*loadGen
+	for i := range 8 {
+		tr := &http.Transport{TLSClientConfig: exTrustingTLS(t, cert), MaxIdleConnsPerHost: 1}
+		major := 1
+		if i%2 == 0 {
+			tr.ForceAttemptHTTP2 = true
+			major = 2
+		} else {
+			tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{} // HTTP/1.1 only
+		}
+		c := &http.Client{Timeout: waitTimeout, Transport: tr}
+		t.Cleanup(c.CloseIdleConnections)
+		gens = append(gens, &loadGen{name: fmt.Sprintf("POST HTTP/%d %d", major, i), do: func(int) (string, error) {
+			return postProto(c, url, major)
+		}})
+	}
+	load := startLoad(t, 40*time.Millisecond, gens...)
+	for _, g := range load.gens {
+		waitUntil(t, g.name+" to get going", func() bool { return g.ok.Load()+g.failed.Load() >= 3 })
+	}
+	d.reloadTimes(5, 300*time.Millisecond)
+	load.check(t)
+}
+
+// TestDrainTLSIdle: at the drain, an idle HTTP/1.1 connection over TLS is
+// not closed (its next request is answered, with Connection: close), and
+// an HTTP/2 connection gets GOAWAY before it closes.
+func TestDrainTLSIdle(t *testing.T) {
+	dir := newDaemonDir(t)
+	key, cert := writeKeyPair(t, dir)
+	d := startMaster(t, dir, fmt.Sprintf(`
+drain_timeout 1m
+[web]
+mode   https
+listen 127.0.0.1:0
+key    %s
+cert   %s
+`, key, cert))
+	old := d.worker()
+	dialTLS := func(proto string) *tls.Conn {
+		conf := exTrustingTLS(t, cert)
+		conf.NextProtos = []string{proto}
+		c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", d.addrs["web"], conf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	h1c := dialTLS("http/1.1")
+	h1 := &keptConn{t: t, c: h1c, r: bufio.NewReader(h1c)}
+	if pid := h1.get(); pid != old {
+		t.Fatalf("answered by %d, want the worker %d", pid, old)
+	}
+
+	// A bare HTTP/2 client: preface and SETTINGS, then it notes the type
+	// of every frame the server sends until the connection ends.
+	h2 := dialTLS("h2")
+	if _, err := io.WriteString(h2, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	frames := make(chan byte, 100)
+	go func() {
+		defer close(frames)
+		h2.SetReadDeadline(time.Now().Add(waitTimeout))
+		var hdr [9]byte
+		for {
+			if _, err := io.ReadFull(h2, hdr[:]); err != nil {
+				return
+			}
+			if _, err := io.CopyN(io.Discard, h2, int64(hdr[0])<<16|int64(hdr[1])<<8|int64(hdr[2])); err != nil {
+				return
+			}
+			if hdr[3] == 0x4 && hdr[4]&0x1 == 0 { // SETTINGS: acknowledge
+				h2.Write([]byte{0, 0, 0, 0x4, 0x1, 0, 0, 0, 0})
+			}
+			frames <- hdr[3]
+		}
+	}()
+	if typ := <-frames; typ != 0x4 {
+		t.Fatalf("HTTP/2: first frame of type %d, want SETTINGS", typ)
+	}
+
+	d.proc.signal(syscall.SIGHUP)
+	d.waitLog(fmt.Sprintf(`msg="worker draining" pid=%d role=master worker=%d `, d.pid, old), 1)
+	sawGoAway := false
+	for typ := range frames {
+		if typ == 0x7 {
+			sawGoAway = true
+		}
+	}
+	if !sawGoAway {
+		t.Error("HTTP/2 connection closed without GOAWAY")
+	}
+
+	time.Sleep(200 * time.Millisecond) // longer than any linger of an idle connection
+	h1.send(getRequest)
+	pid, closing, err := h1.response()
+	if err != nil || pid != old || !closing {
+		t.Errorf("idle HTTP/1.1 over TLS after the drain began: pid %d, close %v, %v; want answered by %d with Connection: close", pid, closing, err, old)
+	}
+	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
+		t.Errorf("old worker exited %s after its drain order; want soon after its last connection closed", after)
 	}
 }

@@ -309,6 +309,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		// connections are closed, also while the accept loops wind down.
 		gs.draining.Store(true)
 		gs.tracker.drain()
+		gs.h2.goAway()
 	}
 	// Every connection the accept loops took is tracked by the time they
 	// end; finishing before that could miss one accepted at the last
@@ -393,6 +394,9 @@ type groupServer struct {
 	// resumed serves the connections handed over by the previous worker
 	// (handoff.go).
 	resumed *resumeListener
+	// h2 serves the group's HTTP/2 connections, to send GOAWAY at the
+	// drain (drain_tls.go).
+	h2 *goAwayServer
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -419,6 +423,9 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 			TLSConfig:         gs.tlsConfig,
 			ConnState:         gs.trackHTTP,
 			ErrorLog:          slog.NewLogLogger(gs.log.Handler(), slog.LevelDebug),
+		}
+		if gs.tlsConfig != nil {
+			gs.h2 = useGoAwayServer(gs.http)
 		}
 		go func() {
 			defer wg.Done()
