@@ -24,6 +24,12 @@ type Conn interface {
 	net.Conn
 	// Context is cancelled when the daemon starts draining or closing.
 	Context() context.Context
+	// Handoff passes the connection and state to the new worker at a
+	// reload (see handoff_tcp.go).
+	Handoff(state []byte) error
+	// Resumed returns the state of a connection taken over from the
+	// previous worker, and true; nil and false for one accepted here.
+	Resumed() (state []byte, ok bool)
 }
 
 // tcpConn is the Conn handed to tcp handlers.
@@ -33,6 +39,10 @@ type tcpConn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// For Handoff and Resumed (handoff_tcp.go).
+	gs      *groupServer
+	resumed *tcpResumed
 }
 
 func (c *tcpConn) Context() context.Context { return c.ctx }

@@ -24,6 +24,7 @@ package gozd
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -62,9 +63,6 @@ const (
 // aLongTimeAgo is a read deadline that wakes a blocked Read at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// errNoHeir is the error of a handoff with nobody to take the connection.
-var errNoHeir = errors.New("no new worker takes the connection")
-
 // greetingEntry names a group a worker takes connections for; addr is where
 // the group listens, so a group that moved elsewhere takes none.
 type greetingEntry struct {
@@ -81,6 +79,8 @@ func handoffKindOf(gs *groupServer) (handoffKind, bool) {
 		return handoffHTTP, true
 	case gs.cfg.Mode == ModeFCGI:
 		return handoffFCGI, true
+	case gs.cfg.Mode == ModeTCP:
+		return handoffTCP, true
 	}
 	return 0, false
 }
@@ -250,6 +250,18 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		unix.Close(fd)
 		return
 	}
+	if e.kind == handoffTCP {
+		f := os.NewFile(uintptr(fd), "handed-over connection")
+		c, err := net.FileConn(f)
+		f.Close()
+		if err == nil {
+			err = gs.resumeTCP(c, e.state, d.handoff.inbox)
+		}
+		if err != nil {
+			d.log.Warn("handoff: taking a tcp connection over failed", "group", e.group, "err", err)
+		}
+		return
+	}
 	if heir := d.handoff.heir.Load(); heir != nil && gs.resumed.isClosed() {
 		heir.send(e, fd) // it closes fd
 		return
@@ -348,6 +360,7 @@ type handoffSender struct {
 	accepts map[string]greetingEntry
 	queue   chan *handoffItem
 	dead    atomic.Bool // the new worker is gone or stuck: nothing more moves
+	acks    ackWaiters  // tcp Handoffs waiting for the new worker to take their connection
 }
 
 type handoffItem struct {
@@ -391,6 +404,7 @@ func newHandoffSender(fd int, log *slog.Logger) (*handoffSender, error) {
 		s.accepts[e.Group] = e
 	}
 	go s.run()
+	go s.readAcks()
 	return s, nil
 }
 
@@ -405,7 +419,7 @@ func (s *handoffSender) takes(group string, kind handoffKind, addr string) bool 
 func (s *handoffSender) send(e handoffEntry, fd int) error {
 	if s.dead.Load() {
 		unix.Close(fd)
-		return errNoHeir
+		return ErrNoHandoff
 	}
 	it := &handoffItem{entry: e, fd: fd, done: make(chan error, 1)}
 	s.queue <- it
@@ -447,7 +461,7 @@ func (s *handoffSender) run() {
 
 func (s *handoffSender) write(msg []byte, batch []*handoffItem) error {
 	if s.dead.Load() {
-		return errNoHeir
+		return ErrNoHandoff
 	}
 	fds := make([]int, len(batch))
 	for i, it := range batch {
@@ -542,7 +556,7 @@ func (l *resumeListener) isClosed() bool {
 
 // serveResumed starts serving the connections handed over to gs; wg is done
 // when that stops. Only a worker with an inbox has any.
-func (gs *groupServer) serveResumed(d *Daemon, handler any, wg *sync.WaitGroup) {
+func (gs *groupServer) serveResumed(d *Daemon, handler any, connCtx context.Context, wg *sync.WaitGroup) {
 	if d.handoff.inbox == nil {
 		return
 	}
@@ -558,6 +572,8 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, wg *sync.WaitGroup) 
 			return hc
 		})
 		wg.Go(func() { gs.logAcceptEnd(gs.http.Serve(gs.resumed)) })
+	case ModeTCP:
+		gs.serveResumedTCP(handler.(func(Conn)), connCtx)
 	case ModeFCGI:
 		gs.resumed = newResumeListener(gs.ln.Addr(), func(c net.Conn) net.Conn { return c })
 		wg.Go(func() {

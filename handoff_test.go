@@ -614,3 +614,55 @@ cert   %s
 		t.Errorf("old worker exited %s after its drain order; want soon after its last connection closed", after)
 	}
 }
+
+// TestHandoffTCPSession: a tcp session whose handler hands it over with
+// Conn.Handoff keeps answering on the same connection across three
+// reloads, each time from the new worker, with the count it carries in its
+// state never reset — also for a line that was half sent at the drain.
+func TestHandoffTCPSession(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[session]
+mode   tcp
+listen 127.0.0.1:0
+`)
+	k := dialKept(t, "tcp", d.addrs["session"])
+	count := 0
+	ping := func(want int) {
+		t.Helper()
+		k.send("ping\n")
+		k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+		line, err := k.r.ReadString('\n')
+		if err != nil {
+			t.Fatalf("session: %v", err)
+		}
+		count++
+		if line != fmt.Sprintf("%d %d\n", count, want) {
+			t.Fatalf("session answered %q, want %q", line, fmt.Sprintf("%d %d\n", count, want))
+		}
+	}
+	old := d.worker()
+	ping(old)
+	ping(old)
+	for i := range 3 {
+		if i == 2 {
+			k.send("pi") // the rest of the line comes after the handoff
+		}
+		d.reload(buildTestDaemon(t, "v1", ""), true, old)
+		if after := d.oldWorkerExitAfter(old); after > 5*time.Second {
+			t.Errorf("old worker exited %s after its drain order; want at once", after)
+		}
+		old = d.worker()
+		if i == 2 {
+			k.send("ng\n")
+			k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+			line, _ := k.r.ReadString('\n')
+			count++
+			if line != fmt.Sprintf("%d %d\n", count, old) {
+				t.Fatalf("line split across the handoff: answered %q, want %q", line, fmt.Sprintf("%d %d\n", count, old))
+			}
+		}
+		ping(old)
+	}
+}

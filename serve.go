@@ -237,8 +237,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	default:
 	}
 	for _, gs := range groups {
+		gs.handoff = &d.handoff
 		gs.start(d.handlers[gs.cfg.Name], connCtx, &d.accepting)
-		gs.serveResumed(d, d.handlers[gs.cfg.Name], &d.accepting)
+		gs.serveResumed(d, d.handlers[gs.cfg.Name], connCtx, &d.accepting)
 	}
 	d.mu.Unlock()
 	close(d.ready)
@@ -397,6 +398,9 @@ type groupServer struct {
 	// h2 serves the group's HTTP/2 connections, to send GOAWAY at the
 	// drain (drain_tls.go).
 	h2 *goAwayServer
+	// handoff and runResumedTCP move tcp connections (handoff_tcp.go).
+	handoff       *daemonHandoff
+	runResumedTCP func(c net.Conn, state []byte)
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -502,7 +506,7 @@ func (gs *groupServer) serveTCP(handler func(Conn), connCtx context.Context) {
 		if err != nil {
 			return
 		}
-		conn := &tcpConn{Conn: c, ctx: connCtx}
+		conn := &tcpConn{Conn: c, ctx: connCtx, gs: gs}
 		gs.tracker.add(conn)
 		gs.tcp.Add(1)
 		go func() {
