@@ -66,11 +66,17 @@
 // A connection busy at the drain moves when its response is done, without
 // Connection: close; one whose next request is half read stays until that
 // request is answered, then moves. The client sees the same connection
-// answered by the new worker.
+// answered by the new worker. A tcp session moves when its handler passes
+// it, with its state, by Conn.Handoff; the new worker's handler gets the
+// state from Conn.Resumed.
 //
 // What is told: a handler that holds a connection beyond a request (a
 // hijacked websocket, a streaming response) selects on [Draining]; a tcp
 // handler on Conn.Context(). Both are done the moment the drain begins.
+// HTTP/2 connections get a graceful GOAWAY at once, as
+// http.Server.Shutdown sends it; idle HTTP/1.1 connections over TLS stay
+// open, their next response saying Connection: close, or close at their
+// idle timeout.
 //
 // What falls back to the old drain (Connection: close on the response,
 // an idle connection closed): connections of a group the new worker does
