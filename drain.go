@@ -188,9 +188,10 @@ func (t *connTracker) remove(c net.Conn) {
 func (t *connTracker) drain() {
 	t.mu.Lock()
 	t.draining.Store(true)
-	var closing []net.Conn
+	var closing, moving []net.Conn
 	for c, st := range t.conns {
-		if t.tryMove(c) {
+		if t.mover.Load() != nil {
+			moving = append(moving, c) // moved by moveAll, outside the lock
 			continue
 		}
 		if isIdle(c, st) && t.closeIdleLocked(c) {
@@ -200,6 +201,7 @@ func (t *connTracker) drain() {
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	closeConns(closing)
+	t.moveAll(moving)
 }
 
 // seal says that no connection will be added any more.

@@ -49,6 +49,8 @@ const (
 	handoffMsgMax   = 160 << 10 // bytes of one message, below the socket's default send buffer
 	greetingTimeout = 2 * time.Second
 	handoffTimeout  = 5 * time.Second // a batch the new worker does not take by then falls back
+
+	handoffBatchWait = time.Millisecond // for more connections to fill a batch
 )
 
 // handoffKind is what a handed-over descriptor is, and so how the new worker
@@ -158,9 +160,14 @@ func (d *Daemon) receiveHandoffs() {
 			closeFDs(fds)
 			continue
 		}
-		for i, e := range entries {
-			d.takeOver(e, fds[i])
-		}
+		// Taking a batch over costs a few system calls a descriptor:
+		// batches go in parallel, and the previous worker, its sends
+		// done, need not wait for them to leave.
+		go func() {
+			for i, e := range entries {
+				d.takeOver(e, fds[i])
+			}
+		}()
 	}
 }
 
@@ -263,7 +270,8 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		return
 	}
 	if heir := d.handoff.heir.Load(); heir != nil && gs.resumed.isClosed() {
-		heir.send(e, fd) // it closes fd
+		heir.send(e, fd)
+		unix.Close(fd)
 		return
 	}
 	f := os.NewFile(uintptr(fd), "handed-over connection")
@@ -414,11 +422,10 @@ func (s *handoffSender) takes(group string, kind handoffKind, addr string) bool 
 	return ok && e.Kind == kind && e.Addr == addr && !s.dead.Load()
 }
 
-// send hands fd over and closes it; it returns once the new worker's
-// socket took it, or with the error that kept it from moving.
+// send hands fd over; it returns once the new worker's socket took it, or
+// with the error that kept it from moving. fd stays the caller's to close.
 func (s *handoffSender) send(e handoffEntry, fd int) error {
 	if s.dead.Load() {
-		unix.Close(fd)
 		return ErrNoHandoff
 	}
 	it := &handoffItem{entry: e, fd: fd, done: make(chan error, 1)}
@@ -437,6 +444,11 @@ func (s *handoffSender) run() {
 		}
 		carry = nil
 		msg = appendEntry(append(msg[:0], 'C'), batch[0].entry)
+		// Connections woken together by the drain come over a few
+		// milliseconds: waiting a moment fills a batch, where every
+		// message costs a system call and a place in the new worker's
+		// queue of unread messages (net.unix.max_dgram_qlen, often 10).
+		fill := time.NewTimer(handoffBatchWait)
 	more:
 		for len(batch) < handoffMaxFDs {
 			select {
@@ -447,13 +459,13 @@ func (s *handoffSender) run() {
 				}
 				msg = appendEntry(msg, it.entry)
 				batch = append(batch, it)
-			default:
+			case <-fill.C:
 				break more
 			}
 		}
+		fill.Stop()
 		err := s.write(msg, batch)
 		for _, it := range batch {
-			unix.Close(it.fd)
 			it.done <- err
 		}
 	}
@@ -478,9 +490,11 @@ func (s *handoffSender) write(msg []byte, batch []*handoffItem) error {
 	return nil
 }
 
-// dupConnFD returns a close-on-exec duplicate of c's descriptor without
-// switching the socket to blocking mode (see dupListenerFD).
-func dupConnFD(c net.Conn) (int, error) {
+// connFD returns c's descriptor, to pass on before c is closed: it stays
+// valid until then, as only the caller closes c. Not a duplicate, which
+// would cost two system calls a connection; nor (*os.File).Fd, which would
+// switch the socket to blocking mode (see dupListenerFD).
+func connFD(c net.Conn) (int, error) {
 	sc, ok := c.(syscall.Conn)
 	if !ok {
 		return -1, fmt.Errorf("%T has no descriptor", c)
@@ -490,11 +504,10 @@ func dupConnFD(c net.Conn) (int, error) {
 		return -1, err
 	}
 	fd := -1
-	var dupErr error
-	if err := rc.Control(func(s uintptr) { fd, dupErr = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) }); err != nil {
+	if err := rc.Control(func(s uintptr) { fd = int(s) }); err != nil {
 		return -1, err
 	}
-	return fd, dupErr
+	return fd, nil
 }
 
 // resumeListener hands the group's server the connections taken over from
@@ -720,6 +733,26 @@ func (t *connTracker) setMover(move func(net.Conn) bool, heir *handoffSender) {
 func (t *connTracker) tryMove(c net.Conn) bool {
 	m := t.mover.Load()
 	return m != nil && !m.heir.dead.Load() && m.move(c)
+}
+
+// moveAll starts moving conns to the next worker, outside the tracker's
+// lock: the connections woken for the move close (and leave the tracker)
+// meanwhile. One that cannot move now gets the drain's other treatment,
+// as closeIdleLocked gives it.
+func (t *connTracker) moveAll(conns []net.Conn) {
+	var closing []net.Conn
+	for _, c := range conns {
+		if t.tryMove(c) {
+			continue
+		}
+		t.mu.Lock()
+		if st, ok := t.conns[c]; ok && isIdle(c, st) && t.closeIdleLocked(c) {
+			closing = append(closing, c)
+		}
+		t.checkDoneLocked()
+		t.mu.Unlock()
+	}
+	closeConns(closing)
 }
 
 // moves reports whether connections of the group move to the next worker

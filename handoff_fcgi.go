@@ -131,9 +131,8 @@ func (c *fcgiConn) closeOrHandOver() error {
 // handOver passes c's socket to heir and closes c; if the handoff fails the
 // socket is closed with it, as a drain without handoff would close it.
 func handOver(c net.Conn, heir *handoffSender, e handoffEntry) {
-	fd, err := dupConnFD(c)
-	c.Close()
-	if err == nil {
+	if fd, err := connFD(c); err == nil {
 		heir.send(e, fd)
 	}
+	c.Close()
 }

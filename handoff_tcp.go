@@ -57,7 +57,7 @@ func (c *tcpConn) Handoff(state []byte) error {
 	if heir == nil || !heir.takes(name, handoffTCP, gs.ln.Addr().String()) {
 		return fmt.Errorf("group %q: handoff: no new worker serves the group: %w", name, ErrNoHandoff)
 	}
-	fd, err := dupConnFD(c.Conn)
+	fd, err := connFD(c.Conn)
 	if err != nil {
 		return fmt.Errorf("group %q: handoff: %w", name, err)
 	}
