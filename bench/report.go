@@ -20,6 +20,9 @@ type report struct {
 	exits    []*exitRun
 	memory   *memoryResult
 	phases   []phaseMark // the start of every phase, then the end
+
+	latency  []*latencyRun // latency.go
+	handoffs []*handoffRun
 }
 
 // Targets, from the issues.
@@ -165,6 +168,8 @@ func (r *report) markdown() string {
 	r.reloadTable(p)
 	r.exitTable(p)
 	r.memoryTable(p)
+	r.latencyTable(p)
+	r.handoffTable(p)
 	r.targetTable(p)
 	return b.String()
 }
