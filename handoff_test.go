@@ -382,54 +382,64 @@ listen 127.0.0.1:0
 	}
 }
 
-// TestHandoffFCGINginx: nginx keeps its FastCGI connections to gozd open
-// (fastcgi_keep_conn, upstream keepalive). Across five reloads under POST
-// load no response is a 502 or 504; and a reload while nginx holds its
-// kept connections idle lets the old worker exit at once instead of
-// holding it until drain_timeout.
-func TestHandoffFCGINginx(t *testing.T) {
-	dir := exampleDir(t) // nginx's workers run as another user
-	d := startMaster(t, dir, `
-drain_timeout 20s
-[fcgi]
-mode   fcgi
-listen %DIR%/f.sock
-chmod  0666
-`)
-	// Between nginx and gozd, a link of 15 ms each way: a connection
-	// closed while idle is crossed by nginx's next request on the wire.
-	proxy := startLatencyProxy(t, "unix", filepath.Join(dir, "f.sock"), 15*time.Millisecond)
-	n := exStartNginxAt(t, dir, proxy.Addr(), true)
-	var gens []*loadGen
-	for i := range 4 {
-		c := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
-		t.Cleanup(c.CloseIdleConnections)
-		gens = append(gens, &loadGen{name: fmt.Sprintf("POST via nginx %d", i), do: func(int) (string, error) {
-			v, _, err := httpPostVersion(c, n.url)
-			return v, err
-		}})
-	}
-	load := startLoad(t, 40*time.Millisecond, gens...)
-	for _, g := range load.gens {
-		waitUntil(t, g.name+" to get going", func() bool { return g.ok.Load()+g.failed.Load() >= 3 })
-	}
-	d.reloadTimes(5, 200*time.Millisecond)
-	load.check(t)
+// TestHandoffNginx: nginx keeps its connections to gozd open — FastCGI
+// (fastcgi_keep_conn, upstream keepalive) or HTTP (proxy_pass, upstream
+// keepalive) — over a link of 15 ms each way, where a connection closed
+// while idle is crossed on the wire by nginx's next request, which nginx
+// does not retry for a POST. Across five reloads under POST load no
+// response is a 502 or 504; and a reload while nginx holds its kept
+// connections idle lets the old worker exit at once instead of holding it
+// until drain_timeout.
+func TestHandoffNginx(t *testing.T) {
+	for _, tc := range []struct {
+		name, group    string
+		proxyHTTP      bool
+		network, where string
+	}{
+		{"fastcgi_keep_conn", "[fcgi]\nmode fcgi\nlisten %DIR%/f.sock\nchmod 0666\n", false, "unix", "f.sock"},
+		{"proxy_pass keepalive", "[web]\nmode http\nlisten 127.0.0.1:0\n", true, "tcp", "web"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := exampleDir(t) // nginx's workers run as another user
+			d := startMaster(t, dir, "drain_timeout 20s\n"+tc.group)
+			addr := d.addrs[tc.where]
+			if tc.network == "unix" {
+				addr = filepath.Join(dir, tc.where)
+			}
+			proxy := startLatencyProxy(t, tc.network, addr, 15*time.Millisecond)
+			n := exStartNginxAt(t, dir, proxy.Addr(), true, tc.proxyHTTP)
+			var gens []*loadGen
+			for i := range 4 {
+				c := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+				t.Cleanup(c.CloseIdleConnections)
+				gens = append(gens, &loadGen{name: fmt.Sprintf("POST via nginx %d", i), do: func(int) (string, error) {
+					v, _, err := httpPostVersion(c, n.url)
+					return v, err
+				}})
+			}
+			load := startLoad(t, 40*time.Millisecond, gens...)
+			for _, g := range load.gens {
+				waitUntil(t, g.name+" to get going", func() bool { return g.ok.Load()+g.failed.Load() >= 3 })
+			}
+			d.reloadTimes(5, 200*time.Millisecond)
+			load.check(t)
 
-	// nginx's kept connections are idle now, after a POST each.
-	old := d.worker()
-	d.reloadTimes(1, 0)
-	after := d.oldWorkerExitAfter(old)
-	t.Logf("old worker with nginx's idle kept connections exited %s after its drain order", after)
-	if after > 5*time.Second {
-		t.Errorf("old worker %d exited %s after its drain order; want at once, not at drain_timeout", old, after)
-	}
-	nw := d.worker()
-	for range 8 {
-		_, pid, err := httpPostVersion(n.client, n.url)
-		if err != nil || pid != nw {
-			t.Fatalf("POST via nginx after the reload: pid %d, %v; want answered by %d", pid, err, nw)
-		}
+			// nginx's kept connections are idle now.
+			old := d.worker()
+			d.reloadTimes(1, 0)
+			after := d.oldWorkerExitAfter(old)
+			t.Logf("old worker with nginx's idle kept connections exited %s after its drain order", after)
+			if after > 5*time.Second {
+				t.Errorf("old worker %d exited %s after its drain order; want at once, not at drain_timeout", old, after)
+			}
+			nw := d.worker()
+			for range 8 {
+				_, pid, err := httpPostVersion(n.client, n.url)
+				if err != nil || pid != nw {
+					t.Fatalf("POST via nginx after the reload: pid %d, %v; want answered by %d", pid, err, nw)
+				}
+			}
+		})
 	}
 }
 
