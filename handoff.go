@@ -90,8 +90,9 @@ func handoffKindOf(gs *groupServer) (handoffKind, bool) {
 // daemonHandoff is a worker's part of the handoff: where connections come
 // from, and where they go once it drains.
 type daemonHandoff struct {
-	inbox *net.UnixConn                 // from the previous worker; nil outside a master
-	heir  atomic.Pointer[handoffSender] // to the next worker, once draining
+	inbox     *net.UnixConn                 // from the previous worker; nil outside a master
+	inboxDone chan struct{}                 // closed once the previous worker is gone
+	heir      atomic.Pointer[handoffSender] // to the next worker, once draining
 }
 
 // openInbox takes over the inherited inbox descriptor, and starts taking
@@ -112,15 +113,32 @@ func (d *Daemon) openInbox(fd int) error {
 		return fmt.Errorf("gozd: handoff socket from the master is a %T", c)
 	}
 	d.handoff.inbox = uc
+	d.handoff.inboxDone = make(chan struct{})
 	go d.receiveHandoffs()
 	return nil
+}
+
+// waitPredecessor keeps a worker that drained into a next one alive, at
+// most max, while the worker before it (in a reload during a reload) may
+// still hand it connections to pass on.
+func (d *Daemon) waitPredecessor(max time.Duration) {
+	if d.handoff.inboxDone == nil || d.handoff.heir.Load() == nil {
+		return
+	}
+	select {
+	case <-d.handoff.inboxDone:
+	case <-time.After(max):
+	}
 }
 
 // receiveHandoffs greets the previous worker once every group serves, then
 // serves the connections it hands over until it is gone.
 func (d *Daemon) receiveHandoffs() {
 	inbox := d.handoff.inbox
+	var batches sync.WaitGroup
+	defer close(d.handoff.inboxDone)
 	defer inbox.Close()
+	defer batches.Wait() // tcp takeovers acknowledge on inbox
 	select {
 	case <-d.Ready():
 	case <-d.Draining():
@@ -163,11 +181,11 @@ func (d *Daemon) receiveHandoffs() {
 		// Taking a batch over costs a few system calls a descriptor:
 		// batches go in parallel, and the previous worker, its sends
 		// done, need not wait for them to leave.
-		go func() {
+		batches.Go(func() {
 			for i, e := range entries {
 				d.takeOver(e, fds[i])
 			}
-		}()
+		})
 	}
 }
 

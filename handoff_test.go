@@ -676,3 +676,31 @@ listen 127.0.0.1:0
 		ping(old)
 	}
 }
+
+// TestHandoffChainedReloads: a reload while the previous one still drains.
+// The first worker's busy connection moves when its response is done, to
+// its heir, which drains by then too and passes the connection on to the
+// newest worker.
+func TestHandoffChainedReloads(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+`)
+	first := d.worker()
+	busy := dialKept(t, "tcp", d.addrs["web"])
+	busy.send("GET /sleep?d=2s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
+	time.Sleep(100 * time.Millisecond) // let the slow request reach its handler
+	d.reloadTimes(2, 0)
+	pid, closing, err := busy.response()
+	if err != nil || pid != first || closing {
+		t.Fatalf("slow request: pid %d, close %v, %v; want answered by %d keeping the connection", pid, closing, err, first)
+	}
+	d.oldWorkerExit(first)
+	last := d.worker()
+	if pid := busy.get(); pid != last {
+		t.Errorf("after two reloads: answered by pid %d, want the newest worker %d", pid, last)
+	}
+}

@@ -58,6 +58,7 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 			os.Exit(1)
 		}
 		log.Debug("drained")
+		d.waitPredecessor(h.Config.drainTimeout()) // it may hand over more, to pass on
 	}()
 	go func() {
 		// Halfway to ready_timeout, say which groups still lack a
