@@ -91,7 +91,7 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 // whether to close c now (it is then no longer tracked), or arranges a
 // delayed close for a lingering one.
 func (t *connTracker) closeIdleLocked(c net.Conn) bool {
-	if t.tryMove(c) || keepsIdleOpen(c) {
+	if t.tryMove(c) || t.keepsIdleOpen(c) {
 		return false
 	}
 	st := t.conns[c]

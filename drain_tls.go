@@ -51,9 +51,13 @@ func (g *goAwayServer) goAway() {
 	}
 }
 
-// keepsIdleOpen reports whether a drain leaves idle connection c open: a
-// TLS connection speaking HTTP/1.1.
-func keepsIdleOpen(c net.Conn) bool {
+// keepsIdleOpen reports whether the drain leaves idle connection c open: a
+// TLS connection speaking HTTP/1.1, at a reload. A stop (no new worker)
+// closes it, as http.Server.Shutdown would.
+func (t *connTracker) keepsIdleOpen(c net.Conn) bool {
+	if t.mover.Load() == nil {
+		return false
+	}
 	_, ok := c.(*tls.Conn)
 	return ok && !isHTTP2(c)
 }

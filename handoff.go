@@ -361,7 +361,13 @@ func (d *Daemon) setHeir(fd int) {
 	defer d.mu.Unlock()
 	for _, gs := range d.groups {
 		kind, ok := handoffKindOf(gs)
-		if !ok || !s.takes(gs.cfg.Name, kind, gs.ln.Addr().String()) {
+		if !ok {
+			// Nothing moves, but there is a new worker: a reload, not
+			// a stop (see keepsIdleOpen).
+			gs.tracker.setMover(nil, s)
+			continue
+		}
+		if !s.takes(gs.cfg.Name, kind, gs.ln.Addr().String()) {
 			continue
 		}
 		switch kind {
@@ -738,7 +744,7 @@ func (c *httpConn) Close() error {
 
 // connMover moves a draining group's connections to the next worker.
 type connMover struct {
-	move func(net.Conn) bool // starts moving c; false if it cannot move (now)
+	move func(net.Conn) bool // starts moving c; false if it cannot move (now); nil for a group whose connections cannot move
 	heir *handoffSender
 }
 
@@ -750,7 +756,7 @@ func (t *connTracker) setMover(move func(net.Conn) bool, heir *handoffSender) {
 // the group's connections and c can move now.
 func (t *connTracker) tryMove(c net.Conn) bool {
 	m := t.mover.Load()
-	return m != nil && !m.heir.dead.Load() && m.move(c)
+	return m != nil && m.move != nil && !m.heir.dead.Load() && m.move(c)
 }
 
 // moveAll starts moving conns to the next worker, outside the tracker's
@@ -777,5 +783,5 @@ func (t *connTracker) moveAll(conns []net.Conn) {
 // (and so responses need not say "Connection: close").
 func (t *connTracker) moves() bool {
 	m := t.mover.Load()
-	return m != nil && !m.heir.dead.Load()
+	return m != nil && m.move != nil && !m.heir.dead.Load()
 }

@@ -704,3 +704,36 @@ listen 127.0.0.1:0
 		t.Errorf("after two reloads: answered by pid %d, want the newest worker %d", pid, last)
 	}
 }
+
+// TestQuitClosesIdleTLS: a graceful stop has no new worker to compare with:
+// idle HTTP/1.1 connections over TLS are closed at once, and the daemon
+// does not wait for them until drain_timeout.
+func TestQuitClosesIdleTLS(t *testing.T) {
+	dir := newDaemonDir(t)
+	key, cert := writeKeyPair(t, dir)
+	d := startMaster(t, dir, fmt.Sprintf(`
+drain_timeout 1m
+[web]
+mode   https
+listen 127.0.0.1:0
+key    %s
+cert   %s
+`, key, cert))
+	conf := exTrustingTLS(t, cert)
+	conf.NextProtos = []string{"http/1.1"}
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", d.addrs["web"], conf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	k := &keptConn{t: t, c: c, r: bufio.NewReader(c)}
+	k.get()
+	start := time.Now()
+	d.proc.signal(syscall.SIGQUIT)
+	if code := d.proc.wait(); code != 0 {
+		t.Errorf("exit status %d after SIGQUIT, want 0", code)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("quit took %s with an idle TLS connection open; want it closed at once", took)
+	}
+}
