@@ -280,3 +280,39 @@ func (r *report) handoffTable(p func(string, ...any)) {
 	}
 	p("")
 }
+
+// Targets of the latency and handoff runs, from the issue.
+const targetHandoff10k = 100 * time.Millisecond
+
+// handoffTargets adds the latency and handoff rows to the targets table and
+// returns their gaps.
+func (r *report) handoffTargets(p func(string, ...any), yes func(bool) string) []string {
+	var gaps []string
+	var with, without *latencyRun
+	for _, l := range r.latency {
+		switch l.label {
+		case "gozd":
+			with = l
+		case "gozd, no reloads":
+			without = l
+		}
+	}
+	if with != nil && without != nil {
+		ok := with.fail == without.fail && with.fail == 0
+		p("| gozd: keep-alive POST across a %v link, failures with %d reloads = without (0) | %d / %d | %s |", 2*latencyOneWay, with.reloads, with.fail, without.fail, yes(ok))
+		if !ok {
+			gaps = append(gaps, fmt.Sprintf("Across the %v link gozd failed %d POSTs with reloads and %d without; see the errors listed above.", 2*latencyOneWay, with.fail, without.fail))
+		}
+	}
+	for _, h := range r.handoffs {
+		if h.conns != 10000 {
+			continue
+		}
+		ok := h.exit < targetHandoff10k && h.failures == 0
+		p("| gozd: 10,000 idle connections handed over, old worker gone < %v | %s, %d failed | %s |", targetHandoff10k, ms(h.exit), h.failures, yes(ok))
+		if !ok {
+			gaps = append(gaps, fmt.Sprintf("Handing 10,000 idle connections over took %s: each costs the old worker a wake-up and a close, and the new worker several system calls to take it (net.FileConn) and a goroutine; on 2 cores shared with the load generator that is CPU-bound.", ms(h.exit)))
+		}
+	}
+	return gaps
+}

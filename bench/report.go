@@ -407,6 +407,7 @@ func (r *report) targetTable(p func(string, ...any)) {
 	if ex.max > targetExit {
 		gaps = append(gaps, fmt.Sprintf("An old gozd worker took up to %s to exit after its last connection closed (median %s).", ms(ex.max), ms(ex.med)))
 	}
+	gaps = append(gaps, r.handoffTargets(p, yes)...)
 	p("")
 	if len(gaps) == 0 {
 		p("Every target is met in this run.")
