@@ -82,22 +82,41 @@ func (d *masterProcess) reloadTimes(n int, pause time.Duration) {
 // by the client's next request on the wire, and Go's client does not retry
 // a POST: every such close is a failed request.
 func TestHandoffKeepAlivePOSTOverLatency(t *testing.T) {
-	dir := newDaemonDir(t)
-	d := startMaster(t, dir, `
-drain_timeout 10s
+	d := startMaster(t, newDaemonDir(t), webConf)
+	d.worker()
+	proxy := startLatencyProxy(t, "tcp", d.addrs["web"], 15*time.Millisecond)
+	load := startLoadGoing(t, 40*time.Millisecond, postGens(t, 16, "http://"+proxy.Addr()+"/")...)
+	d.reloadTimes(10, 300*time.Millisecond)
+	load.check(t)
+}
+
+// webConf is a daemon with one http group, web, that gives its old workers
+// time to drain: a test that sees one exit at once knows it did not wait.
+const webConf = `
+drain_timeout 1m
 [web]
 mode   http
 listen 127.0.0.1:0
-`)
-	d.worker()
-	proxy := startLatencyProxy(t, "tcp", d.addrs["web"], 15*time.Millisecond)
-	load := startLoad(t, 40*time.Millisecond, postGens(t, 16, "http://"+proxy.Addr()+"/")...)
-	// Every client has a connection open before the first reload.
+`
+
+// startHTTPSMaster starts a daemon with one https group, web, and returns
+// it and the path of the certificate to trust.
+func startHTTPSMaster(t *testing.T, drainTimeout string) (*masterProcess, string) {
+	t.Helper()
+	dir := newDaemonDir(t)
+	key, cert := writeKeyPair(t, dir)
+	return startMaster(t, dir, fmt.Sprintf("drain_timeout %s\n[web]\nmode https\nlisten 127.0.0.1:0\nkey %s\ncert %s\n", drainTimeout, key, cert)), cert
+}
+
+// startLoadGoing starts gens, pausing between calls, and returns once each
+// has made a few, so that every client holds a connection.
+func startLoadGoing(t *testing.T, pause time.Duration, gens ...*loadGen) *loadGens {
+	t.Helper()
+	load := startLoad(t, pause, gens...)
 	for _, g := range load.gens {
 		waitUntil(t, g.name+" to get going", func() bool { return g.ok.Load()+g.failed.Load() >= 3 })
 	}
-	d.reloadTimes(10, 300*time.Millisecond)
-	load.check(t)
+	return load
 }
 
 // keptConn is a client's keep-alive connection, driven by hand so the test
@@ -161,6 +180,17 @@ func (k *keptConn) get() int {
 	return pid
 }
 
+// expectQuickExit fails the test unless old worker pid exited within bound
+// of its drain order (what, for the message, says why it should have).
+func (d *masterProcess) expectQuickExit(pid int, bound time.Duration, what string) {
+	d.t.Helper()
+	after := d.oldWorkerExitAfter(pid)
+	d.t.Logf("old worker %d (%s) exited %s after its drain order", pid, what, after)
+	if after > bound {
+		d.t.Errorf("old worker %d (%s) exited %s after its drain order; want within %s, not at drain_timeout", pid, what, after, bound)
+	}
+}
+
 // oldWorkerExitAfter is how long after its drain order an old worker
 // exited, from the master's log.
 func (d *masterProcess) oldWorkerExitAfter(pid int) time.Duration {
@@ -198,9 +228,7 @@ listen %DIR%/web.sock
 		}
 	}
 	d.reload(buildTestDaemon(t, "v2", ""), true, old)
-	if after := d.oldWorkerExitAfter(old); after > 5*time.Second {
-		t.Errorf("old worker exited %s after its drain began; want at once", after)
-	}
+	d.expectQuickExit(old, 5*time.Second, "its connections idle")
 	nw := d.worker()
 	for _, k := range conns {
 		if pid := k.get(); pid != nw {
@@ -214,12 +242,7 @@ listen %DIR%/web.sock
 // answered by the new worker.
 func TestHandoffManyIdle(t *testing.T) {
 	dir := newDaemonDir(t)
-	d := startMaster(t, dir, `
-drain_timeout 1m
-[web]
-mode   http
-listen 127.0.0.1:0
-`)
+	d := startMaster(t, dir, webConf)
 	old := d.worker()
 	conns := make([]*keptConn, 500)
 	for i := range conns {
@@ -227,11 +250,7 @@ listen 127.0.0.1:0
 		conns[i].get()
 	}
 	d.proc.signal(syscall.SIGHUP)
-	after := d.oldWorkerExitAfter(old)
-	t.Logf("old worker with %d idle connections exited %s after its drain order", len(conns), after)
-	if after > time.Second {
-		t.Errorf("old worker exited %s after its drain order; want within a second", after)
-	}
+	d.expectQuickExit(old, time.Second, fmt.Sprintf("%d idle connections", len(conns)))
 	nw := d.worker()
 	for i, k := range conns {
 		if pid := k.get(); pid != nw {
@@ -247,12 +266,7 @@ listen 127.0.0.1:0
 // So do a pipelined request read along with a busy one, and a busy one.
 func TestHandoffHalfReadRequest(t *testing.T) {
 	dir := newDaemonDir(t)
-	d := startMaster(t, dir, `
-drain_timeout 1m
-[web]
-mode   http
-listen 127.0.0.1:0
-`)
+	d := startMaster(t, dir, webConf)
 	old := d.worker()
 	half := dialKept(t, "tcp", d.addrs["web"])
 	half.get()
@@ -277,9 +291,7 @@ listen 127.0.0.1:0
 			t.Errorf("request in the old worker's hands: answered by pid %d (close %v), want %d keeping the connection", pid, closing, old)
 		}
 	}
-	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
-		t.Errorf("old worker exited %s after its drain began; want soon after its last response", after)
-	}
+	d.expectQuickExit(old, 10*time.Second, "soon after its last response")
 	nw := d.worker()
 	for _, k := range []*keptConn{half, busy, pipelined} {
 		if pid := k.get(); pid != nw {
@@ -341,12 +353,7 @@ listen 127.0.0.1:0
 // the master starts another worker, which serves.
 func TestHandoffHeirDies(t *testing.T) {
 	dir := newDaemonDir(t)
-	d := startMaster(t, dir, `
-drain_timeout 1m
-[web]
-mode   http
-listen 127.0.0.1:0
-`)
+	d := startMaster(t, dir, webConf)
 	old := d.worker()
 	busy := dialKept(t, "tcp", d.addrs["web"])
 	busy.send("GET /sleep?d=2s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
@@ -373,9 +380,7 @@ listen 127.0.0.1:0
 	if n, err := busy.r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
 		t.Errorf("after its response: read %d bytes, %v; want EOF", n, err)
 	}
-	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
-		t.Errorf("old worker exited %s after its drain began; want soon after its last response", after)
-	}
+	d.expectQuickExit(old, 10*time.Second, "soon after its last response")
 	d.waitLog(`msg="worker ready"`, 3)
 	if pid := dialKept(t, "tcp", d.addrs["web"]).get(); pid != d.worker() {
 		t.Errorf("after the restart: answered by pid %d, want the worker %d", pid, d.worker())
@@ -417,21 +422,14 @@ func TestHandoffNginx(t *testing.T) {
 					return v, err
 				}})
 			}
-			load := startLoad(t, 40*time.Millisecond, gens...)
-			for _, g := range load.gens {
-				waitUntil(t, g.name+" to get going", func() bool { return g.ok.Load()+g.failed.Load() >= 3 })
-			}
+			load := startLoadGoing(t, 40*time.Millisecond, gens...)
 			d.reloadTimes(5, 200*time.Millisecond)
 			load.check(t)
 
 			// nginx's kept connections are idle now.
 			old := d.worker()
 			d.reloadTimes(1, 0)
-			after := d.oldWorkerExitAfter(old)
-			t.Logf("old worker with nginx's idle kept connections exited %s after its drain order", after)
-			if after > 5*time.Second {
-				t.Errorf("old worker %d exited %s after its drain order; want at once, not at drain_timeout", old, after)
-			}
+			d.expectQuickExit(old, 5*time.Second, "nginx's kept connections idle")
 			nw := d.worker()
 			for range 8 {
 				_, pid, err := httpPostVersion(n.client, n.url)
@@ -448,12 +446,7 @@ func TestHandoffNginx(t *testing.T) {
 // and the old worker exits at once instead of at drain_timeout.
 func TestDrainingTellsHandlers(t *testing.T) {
 	dir := newDaemonDir(t)
-	d := startMaster(t, dir, `
-drain_timeout 1m
-[web]
-mode   http
-listen 127.0.0.1:0
-`)
+	d := startMaster(t, dir, webConf)
 	old := d.worker()
 	hello := fmt.Sprintf("v1 %d\n", old)
 	var bodies []*bufio.Reader
@@ -479,9 +472,7 @@ listen 127.0.0.1:0
 			t.Errorf("response %d after the drain began: %q, %v; want %q, then its end", i, rest, err, "bye\n")
 		}
 	}
-	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
-		t.Errorf("old worker exited %s after its drain order; want at once, not at drain_timeout", after)
-	}
+	d.expectQuickExit(old, 10*time.Second, "its handlers told")
 }
 
 // postProto POSTs to url and checks the answer and its protocol version.
@@ -506,16 +497,7 @@ func postProto(c *http.Client, url string, major int) (string, error) {
 // keep-alive POSTs over HTTP/1.1 and over HTTP/2, through a link of 15 ms
 // each way, do not fail across five reloads.
 func TestHandoffTLS(t *testing.T) {
-	dir := newDaemonDir(t)
-	key, cert := writeKeyPair(t, dir)
-	d := startMaster(t, dir, fmt.Sprintf(`
-drain_timeout 5s
-[web]
-mode   https
-listen 127.0.0.1:0
-key    %s
-cert   %s
-`, key, cert))
+	d, cert := startHTTPSMaster(t, "5s")
 	d.worker()
 	proxy := startLatencyProxy(t, "tcp", d.addrs["web"], 15*time.Millisecond)
 	url := "https://" + proxy.Addr() + "/"
@@ -535,10 +517,7 @@ cert   %s
 			return postProto(c, url, major)
 		}})
 	}
-	load := startLoad(t, 40*time.Millisecond, gens...)
-	for _, g := range load.gens {
-		waitUntil(t, g.name+" to get going", func() bool { return g.ok.Load()+g.failed.Load() >= 3 })
-	}
+	load := startLoadGoing(t, 40*time.Millisecond, gens...)
 	d.reloadTimes(5, 300*time.Millisecond)
 	load.check(t)
 }
@@ -547,16 +526,7 @@ cert   %s
 // not closed (its next request is answered, with Connection: close), and
 // an HTTP/2 connection gets GOAWAY before it closes.
 func TestDrainTLSIdle(t *testing.T) {
-	dir := newDaemonDir(t)
-	key, cert := writeKeyPair(t, dir)
-	d := startMaster(t, dir, fmt.Sprintf(`
-drain_timeout 1m
-[web]
-mode   https
-listen 127.0.0.1:0
-key    %s
-cert   %s
-`, key, cert))
+	d, cert := startHTTPSMaster(t, "1m")
 	old := d.worker()
 	dialTLS := func(proto string) *tls.Conn {
 		conf := exTrustingTLS(t, cert)
@@ -620,9 +590,7 @@ cert   %s
 	if err != nil || pid != old || !closing {
 		t.Errorf("idle HTTP/1.1 over TLS after the drain began: pid %d, close %v, %v; want answered by %d with Connection: close", pid, closing, err, old)
 	}
-	if after := d.oldWorkerExitAfter(old); after > 10*time.Second {
-		t.Errorf("old worker exited %s after its drain order; want soon after its last connection closed", after)
-	}
+	d.expectQuickExit(old, 10*time.Second, "soon after its last connection closed")
 }
 
 // TestHandoffTCPSession: a tcp session whose handler hands it over with
@@ -660,9 +628,7 @@ listen 127.0.0.1:0
 			k.send("pi") // the rest of the line comes after the handoff
 		}
 		d.reload(buildTestDaemon(t, "v1", ""), true, old)
-		if after := d.oldWorkerExitAfter(old); after > 5*time.Second {
-			t.Errorf("old worker exited %s after its drain order; want at once", after)
-		}
+		d.expectQuickExit(old, 5*time.Second, "its session handed over")
 		old = d.worker()
 		if i == 2 {
 			k.send("ng\n")
@@ -683,12 +649,7 @@ listen 127.0.0.1:0
 // newest worker.
 func TestHandoffChainedReloads(t *testing.T) {
 	dir := newDaemonDir(t)
-	d := startMaster(t, dir, `
-drain_timeout 1m
-[web]
-mode   http
-listen 127.0.0.1:0
-`)
+	d := startMaster(t, dir, webConf)
 	first := d.worker()
 	busy := dialKept(t, "tcp", d.addrs["web"])
 	busy.send("GET /sleep?d=2s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
@@ -709,16 +670,7 @@ listen 127.0.0.1:0
 // idle HTTP/1.1 connections over TLS are closed at once, and the daemon
 // does not wait for them until drain_timeout.
 func TestQuitClosesIdleTLS(t *testing.T) {
-	dir := newDaemonDir(t)
-	key, cert := writeKeyPair(t, dir)
-	d := startMaster(t, dir, fmt.Sprintf(`
-drain_timeout 1m
-[web]
-mode   https
-listen 127.0.0.1:0
-key    %s
-cert   %s
-`, key, cert))
+	d, cert := startHTTPSMaster(t, "1m")
 	conf := exTrustingTLS(t, cert)
 	conf.NextProtos = []string{"http/1.1"}
 	c, err := tls.DialWithDialer(&net.Dialer{Timeout: waitTimeout}, "tcp", d.addrs["web"], conf)
