@@ -24,11 +24,20 @@ type Conn interface {
 	net.Conn
 	// Context is cancelled when the daemon starts draining or closing.
 	Context() context.Context
-	// Handoff passes the connection and state to the new worker at a
-	// reload (see handoff_tcp.go).
+	// Handoff passes the connection, with up to 64 KiB of state, to the
+	// new worker of a reload, which calls the group's handler with it, and
+	// returns nil once that worker has taken it. Call it once Context is
+	// done, at a message boundary; bytes read and not used belong in
+	// state, bytes still unread in the kernel move with the connection.
+	// After nil, return without reading, writing or closing: the
+	// connection is no longer this worker's. An error (wrapping
+	// ErrNoHandoff when no worker can take it: not draining, a stop rather
+	// than a reload, the new worker gone, the group removed) leaves the
+	// connection usable.
 	Handoff(state []byte) error
-	// Resumed returns the state of a connection taken over from the
-	// previous worker, and true; nil and false for one accepted here.
+	// Resumed returns the state passed with Handoff, and true, for a
+	// connection taken over from the previous worker; nil and false for
+	// one accepted by this worker.
 	Resumed() (state []byte, ok bool)
 }
 

@@ -27,18 +27,9 @@ type tcpResumed struct {
 	state []byte
 }
 
-// Handoff passes the connection, with state (up to 64 KiB), to the new
-// worker, whose handler for the group is then called with it, and returns
-// nil once that worker has taken it. The handler must then return without
-// writing to, reading from or closing the connection; gozd no longer counts
-// it as this worker's. Call it once Context is done (this worker drains),
-// at a message boundary: bytes the handler read and did not use belong in
-// state; bytes still unread in the kernel move with the connection.
-//
-// It returns an error wrapping ErrNoHandoff when no worker can take the
-// connection — this worker is not draining, there is no new worker (a
-// stop, not a reload), the new worker is gone or does not serve the group
-// at the same address — and then the connection stays usable.
+// Handoff implements Conn.Handoff: the descriptor goes with its state, and
+// this worker keeps its own until the new worker acknowledges the
+// connection (its handler runs), so a failure leaves it usable.
 func (c *tcpConn) Handoff(state []byte) error {
 	gs := c.gs
 	if gs == nil || gs.handoff == nil {
