@@ -25,9 +25,15 @@ import (
 // that moment.
 type goAwayServer struct{ srv *http.Server }
 
-// useGoAwayServer makes srv serve HTTP/2 through a goAwayServer.
+// useGoAwayServer makes srv serve HTTP/2 through a goAwayServer, unless
+// srv's HTTP/2 is configured otherwise (off, or set up by the program).
 func useGoAwayServer(srv *http.Server) *goAwayServer {
-	h2 := &http.Server{IdleTimeout: srv.IdleTimeout}
+	if srv.TLSNextProto != nil || (srv.Protocols != nil && !srv.Protocols.HTTP2()) {
+		return nil
+	}
+	// Per-connection settings come from srv, the connections' base
+	// server; h2 only hosts the HTTP/2 server and its shutdown hook.
+	h2 := &http.Server{IdleTimeout: srv.IdleTimeout, HTTP2: srv.HTTP2}
 	// Serve sets up net/http's HTTP/2 server (and its shutdown hook) on
 	// h2 before it accepts; the closed listener ends it at once.
 	h2.Serve(closedListener{})
@@ -35,10 +41,7 @@ func useGoAwayServer(srv *http.Server) *goAwayServer {
 	if !ok {
 		return nil // HTTP/2 disabled (GODEBUG=http2server=0)
 	}
-	if srv.TLSNextProto == nil {
-		srv.TLSNextProto = make(map[string]func(*http.Server, *tls.Conn, http.Handler))
-	}
-	srv.TLSNextProto["h2"] = next
+	srv.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){"h2": next}
 	return &goAwayServer{srv: h2}
 }
 
