@@ -2,8 +2,9 @@ package gozd
 
 // Connection handoff: at a reload the old worker passes the connections it
 // would otherwise close (HTTP/1.x connections idle between requests,
-// FastCGI kept connections between requests) to the new worker, which
-// serves their next request as if it had just accepted them. A socket
+// FastCGI kept connections between requests, tcp sessions whose handler
+// calls Conn.Handoff) to the new worker, which serves their next request as
+// if it had just accepted them. A socket
 // passed with SCM_RIGHTS is the same socket: the peer, the bytes the
 // kernel holds unread, the address all stay; the client sees nothing.
 //
@@ -18,6 +19,8 @@ package gozd
 //	greeting  'G' then JSON: [{"group":..., "kind":..., "addr":...}, ...]
 //	batch     'C' then per descriptor: kind (1 byte), len(group) (1 byte),
 //	          group, len(state) (4 bytes, big endian), state
+//	ack       'A' then the 8-byte id that starts a tcp entry's state: the
+//	          new worker's handler runs on it (new worker to old)
 //
 // Whatever cannot move falls back to what a drain did before: a response
 // with "Connection: close", an idle connection closed.
