@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gozd/gozd"
 	"github.com/gozd/gozd/internal/latencyproxy"
 )
 
@@ -687,5 +688,22 @@ func TestQuitClosesIdleTLS(t *testing.T) {
 	}
 	if took := time.Since(start); took > 10*time.Second {
 		t.Errorf("quit took %s with an idle TLS connection open; want it closed at once", took)
+	}
+}
+
+// TestHandoffIdleTimeoutAfresh: a connection taken over waits for its next
+// request as long as an idle one would (IdleTimeout), not the shorter
+// ReadHeaderTimeout net/http gives a connection it has just accepted.
+func TestHandoffIdleTimeoutAfresh(t *testing.T) {
+	t.Parallel()
+	d := startMaster(t, newDaemonDir(t), webConf)
+	old := d.worker()
+	k := dialKept(t, "tcp", d.addrs["web"])
+	k.get()
+	d.reload(buildTestDaemon(t, "v1", ""), true, old)
+	d.oldWorkerExit(old)
+	time.Sleep(gozd.DefaultReadHeaderTimeout + time.Second)
+	if pid := k.get(); pid != d.worker() {
+		t.Errorf("after %s idle: answered by pid %d, want the new worker %d", gozd.DefaultReadHeaderTimeout+time.Second, pid, d.worker())
 	}
 }
