@@ -121,6 +121,20 @@ func (d *Daemon) openInbox(fd int) error {
 	return nil
 }
 
+// logHandoffs tells the operator what this worker's drain handed to the
+// next worker.
+func (d *Daemon) logHandoffs(log *slog.Logger) {
+	s := d.handoff.heir.Load()
+	if s == nil {
+		return
+	}
+	args := []any{"connections", s.moved.Load(), "in", time.Since(s.began).Round(time.Microsecond)}
+	if n := s.failed.Load(); n > 0 {
+		args = append(args, "failed", n)
+	}
+	log.Info("handed connections to the new worker", args...)
+}
+
 // waitPredecessor keeps a worker that drained into a next one alive, at
 // most max, while the worker before it (in a reload during a reload) may
 // still hand it connections to pass on.
@@ -396,6 +410,9 @@ type handoffSender struct {
 	queue   chan *handoffItem
 	dead    atomic.Bool // the new worker is gone or stuck: nothing more moves
 	acks    ackWaiters  // tcp Handoffs waiting for the new worker to take their connection
+
+	moved, failed atomic.Int64 // connections handed over, and those that could not be
+	began         time.Time
 }
 
 type handoffItem struct {
@@ -434,7 +451,7 @@ func newHandoffSender(fd int, log *slog.Logger) (*handoffSender, error) {
 		uc.Close()
 		return nil, fmt.Errorf("new worker's greeting: %w", err)
 	}
-	s := &handoffSender{conn: uc, log: log, accepts: make(map[string]greetingEntry), queue: make(chan *handoffItem, handoffMaxFDs)}
+	s := &handoffSender{conn: uc, log: log, accepts: make(map[string]greetingEntry), queue: make(chan *handoffItem, handoffMaxFDs), began: time.Now()}
 	for _, e := range greeting {
 		s.accepts[e.Group] = e
 	}
@@ -492,6 +509,11 @@ func (s *handoffSender) run() {
 		}
 		fill.Stop()
 		err := s.write(msg, batch)
+		if err == nil {
+			s.moved.Add(int64(len(batch)))
+		} else {
+			s.failed.Add(int64(len(batch)))
+		}
 		for _, it := range batch {
 			it.done <- err
 		}

@@ -252,6 +252,7 @@ func TestHandoffManyIdle(t *testing.T) {
 	}
 	d.proc.signal(syscall.SIGHUP)
 	d.expectQuickExit(old, time.Second, fmt.Sprintf("%d idle connections", len(conns)))
+	d.waitLog(fmt.Sprintf(`msg="handed connections to the new worker" pid=%d role=worker gen=1 connections=%d `, old, len(conns)), 1)
 	nw := d.worker()
 	for i, k := range conns {
 		if pid := k.get(); pid != nw {

@@ -58,6 +58,7 @@ func runWorker(h *handover) (*Daemon, <-chan struct{}, error) {
 			os.Exit(1)
 		}
 		log.Debug("drained")
+		d.logHandoffs(log)
 		d.waitPredecessor(h.Config.drainTimeout()) // it may hand over more, to pass on
 	}()
 	go func() {
