@@ -116,7 +116,8 @@ func (s *handoffSender) forgetAck(id uint64) {
 	s.acks.mu.Unlock()
 }
 
-// readAcks reads the new worker's acknowledgements until it is gone.
+// readAcks reads the new worker's acknowledgements until it is gone; then
+// nothing more moves, and responses say "Connection: close" again.
 func (s *handoffSender) readAcks() {
 	buf := make([]byte, 64)
 	for {
@@ -134,6 +135,9 @@ func (s *handoffSender) readAcks() {
 			delete(s.acks.waiting, id)
 		}
 		s.acks.mu.Unlock()
+	}
+	if !s.dead.Swap(true) {
+		s.log.Warn("the new worker is gone; connections are closed as they turn idle, responses say Connection: close")
 	}
 	s.acks.mu.Lock()
 	s.acks.gone = true

@@ -350,9 +350,9 @@ listen 127.0.0.1:0
 }
 
 // TestHandoffHeirDies: the new worker dies while the old one still has a
-// request in flight. The old worker finds nobody to hand the connection to,
-// closes it after the response as a drain without handoff would, and exits;
-// the master starts another worker, which serves.
+// request in flight. The old worker notices, answers it with Connection:
+// close and closes it, as a drain without handoff would, and exits; the
+// master starts another worker, which serves.
 func TestHandoffHeirDies(t *testing.T) {
 	dir := newDaemonDir(t)
 	d := startMaster(t, dir, webConf)
@@ -374,9 +374,9 @@ func TestHandoffHeirDies(t *testing.T) {
 	syscall.Kill(heir, syscall.SIGKILL)
 	d.waitLog("worker died; restarting it", 1)
 
-	pid, _, err := busy.response()
-	if err != nil || pid != old {
-		t.Fatalf("in-flight request: pid %d, %v; want answered by %d", pid, err, old)
+	pid, closing, err := busy.response()
+	if err != nil || pid != old || !closing {
+		t.Fatalf("in-flight request: pid %d, close %v, %v; want answered by %d with Connection: close", pid, closing, err, old)
 	}
 	busy.c.SetReadDeadline(time.Now().Add(waitTimeout))
 	if n, err := busy.r.Read(make([]byte, 1)); n != 0 || err != io.EOF {
