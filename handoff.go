@@ -153,9 +153,18 @@ func (d *Daemon) waitPredecessor(max time.Duration) {
 func (d *Daemon) receiveHandoffs() {
 	inbox := d.handoff.inbox
 	var batches sync.WaitGroup
+	queue := make(chan takeoverBatch, 1024)
+	batches.Go(func() {
+		for b := range queue {
+			for i, e := range b.entries {
+				d.takeOver(e, b.fds[i])
+			}
+		}
+	})
 	defer close(d.handoff.inboxDone)
 	defer inbox.Close()
 	defer batches.Wait() // tcp takeovers acknowledge on inbox
+	defer close(queue)
 	select {
 	case <-d.Ready():
 	case <-d.Draining():
@@ -196,14 +205,16 @@ func (d *Daemon) receiveHandoffs() {
 			continue
 		}
 		// Taking a batch over costs a few system calls a descriptor:
-		// batches go in parallel, and the previous worker, its sends
-		// done, need not wait for them to leave.
-		batches.Go(func() {
-			for i, e := range entries {
-				d.takeOver(e, fds[i])
-			}
-		})
+		// one goroutine does it while this one reads ahead, so the
+		// previous worker, its sends done, need not wait for it, and
+		// keeps a core to hand the rest over.
+		queue <- takeoverBatch{entries, fds}
 	}
+}
+
+type takeoverBatch struct {
+	entries []handoffEntry
+	fds     []int
 }
 
 // handoffEntry is one descriptor's entry in a batch.
