@@ -79,6 +79,9 @@ type greetingEntry struct {
 // handoffKindOf is the kind of connection gs can hand over and take over,
 // and false for a group whose connections cannot move (TLS).
 func handoffKindOf(gs *groupServer) (handoffKind, bool) {
+	if len(gs.cfg.Name) > 255 {
+		return 0, false // the name does not fit a batch entry
+	}
 	switch {
 	case gs.cfg.Mode == ModeHTTP:
 		return handoffHTTP, true
@@ -268,11 +271,15 @@ func parseBatch(b []byte, nfds int) ([]handoffEntry, error) {
 	b = b[1:]
 	var entries []handoffEntry
 	for len(b) > 0 {
-		if len(b) < 2 || len(b) < 2+int(b[1])+4 {
+		if len(b) < 2 {
 			return nil, errors.New("truncated entry")
 		}
-		e := handoffEntry{kind: handoffKind(b[0]), group: string(b[2 : 2+b[1]])}
-		b = b[2+int(b[1]):]
+		end := 2 + int(b[1]) // an int: 2+b[1] as a byte wraps around
+		if len(b) < end+4 {
+			return nil, errors.New("truncated entry")
+		}
+		e := handoffEntry{kind: handoffKind(b[0]), group: string(b[2:end])}
+		b = b[end:]
 		n := binary.BigEndian.Uint32(b)
 		b = b[4:]
 		if uint64(n) > uint64(len(b)) {
