@@ -24,6 +24,21 @@ type Conn interface {
 	net.Conn
 	// Context is cancelled when the daemon starts draining or closing.
 	Context() context.Context
+	// Handoff passes the connection, with up to 64 KiB of state, to the
+	// new worker of a reload, which calls the group's handler with it, and
+	// returns nil once that worker has taken it. Call it once Context is
+	// done, at a message boundary; bytes read and not used belong in
+	// state, bytes still unread in the kernel move with the connection.
+	// After nil, return without reading, writing or closing: the
+	// connection is no longer this worker's. An error (wrapping
+	// ErrNoHandoff when no worker can take it: not draining, a stop rather
+	// than a reload, the new worker gone, the group removed) leaves the
+	// connection usable.
+	Handoff(state []byte) error
+	// Resumed returns the state passed with Handoff, and true, for a
+	// connection taken over from the previous worker; nil and false for
+	// one accepted by this worker.
+	Resumed() (state []byte, ok bool)
 }
 
 // tcpConn is the Conn handed to tcp handlers.
@@ -33,6 +48,10 @@ type tcpConn struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// For Handoff and Resumed (handoff_tcp.go).
+	gs      *groupServer
+	resumed *tcpResumed
 }
 
 func (c *tcpConn) Context() context.Context { return c.ctx }
@@ -84,6 +103,7 @@ type httpConn struct {
 	net.Conn
 	read atomic.Bool
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
+	mv   connMove    // handing it to the next worker (handoff.go)
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
@@ -91,6 +111,7 @@ func (c *httpConn) Read(p []byte) (int, error) {
 	if n > 0 && !c.read.Load() {
 		c.read.Store(true)
 	}
+	c.afterRead(p, n)
 	return n, err
 }
 
@@ -194,6 +215,7 @@ type fcgiConn struct {
 	net.Conn
 	tracker *connTracker
 	once    sync.Once
+	mv      fcgiMove // its records, and handing it to the next worker (handoff_fcgi.go)
 }
 
 // fcgiEndRequest is the FastCGI record type FCGI_END_REQUEST.
@@ -202,21 +224,21 @@ const fcgiEndRequest = 3
 func (c *fcgiConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.tracker.setIdle(c, false, false)
+		c.tracker.setIdle(c, c.afterRead(p[:n]), false)
 	}
 	return n, err
 }
 
 func (c *fcgiConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
-	if err == nil && len(p) >= 2 && p[0] == 1 && p[1] == fcgiEndRequest {
-		c.tracker.setIdle(c, true, false)
+	if err == nil && len(p) >= 4 && p[0] == 1 && p[1] == fcgiEndRequest {
+		c.tracker.setIdle(c, c.requestEnded(p), false)
 	}
 	return n, err
 }
 
 func (c *fcgiConn) Close() error {
-	err := c.Conn.Close()
+	err := c.closeOrHandOver()
 	c.once.Do(func() { c.tracker.remove(c) })
 	return err
 }

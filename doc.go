@@ -63,11 +63,13 @@
 //	          │                              ready_timeout: killed, logged
 //	          │                              with its output; N serves on)
 //	          ▼ worker N+1: "ready"
-//	          tells worker N to drain; closes removed listeners
+//	          tells worker N to drain, passing it N+1's handoff socket;
+//	          closes removed listeners
 //	          worker N: stops accepting (the master still holds the socket:
-//	          the backlog waits for N+1), turns keep-alives off, answers
-//	          in-flight requests with Connection: close, closes idle
-//	          connections, force-closes the rest after drain_timeout, exits
+//	          the backlog waits for N+1), hands idle connections to N+1,
+//	          busy ones as their response ends, tells long-lived handlers
+//	          (Draining, Conn.Context), force-closes what remains after
+//	          drain_timeout, exits once nothing is left
 //
 // A SIGHUP during a reload starts no second worker: it queues one more
 // reload for when the current one ends, so the newest binary wins.
@@ -75,6 +77,37 @@
 // A kept unix socket keeps its file; a changed chmod or owner is applied to
 // it. A new one is bound in a private directory and renamed into place, so
 // its file never has any other mode or owner than the configured ones.
+//
+// # What a reload does to a connection
+//
+// A reload closes no connection that the same server would not have closed
+// without one. What moves: an HTTP/1.x connection of a plain http group
+// (tcp or unix socket) that sits between requests with nothing of its next
+// request read, and a FastCGI connection at a record boundary with no
+// request open, are passed as descriptors (SCM_RIGHTS, in batches) to the
+// new worker, which serves their next request as if it had just accepted
+// them, with its own timeouts; bytes the kernel holds unread move with them.
+// A connection busy at the drain moves when its response is done, without
+// Connection: close; one whose next request is half read stays until that
+// request is answered, then moves. The client sees the same connection
+// answered by the new worker. A tcp session moves when its handler passes
+// it, with its state, by Conn.Handoff; the new worker's handler gets the
+// state from Conn.Resumed.
+//
+// What is told: a handler that holds a connection beyond a request (a
+// hijacked websocket, a streaming response) selects on [Draining]; a tcp
+// handler on Conn.Context(). Both are done the moment the drain begins.
+// HTTP/2 connections get a graceful GOAWAY at once, as
+// http.Server.Shutdown sends it; idle HTTP/1.1 connections over TLS stay
+// open, their next response saying Connection: close, or close at their
+// idle timeout.
+//
+// What falls back to the old drain (Connection: close on the response,
+// an idle connection closed): connections of a group the new worker does
+// not serve at the same address, everything when the new worker dies or
+// stops taking connections, and anything left at drain_timeout. A TLS
+// connection cannot move: its keys and sequence numbers live inside
+// crypto/tls in the old process.
 //
 // Reload needs a built binary: "go run" builds into a temporary directory
 // that is gone once it exits.

@@ -39,6 +39,10 @@ type connTracker struct {
 	draining atomic.Bool   // written under mu; read without it on the per-request path
 	sealed   bool          // no connection will be added any more
 	done     chan struct{} // closed once draining, sealed and conns is empty
+
+	// mover hands connections to the next worker instead of closing
+	// them (handoff.go).
+	mover atomic.Pointer[connMover]
 }
 
 type connState struct {
@@ -56,6 +60,9 @@ func newConnTracker() *connTracker {
 func (t *connTracker) add(c net.Conn) {
 	t.mu.Lock()
 	t.conns[c] = connState{}
+	if t.draining.Load() {
+		t.tryMove(c) // accepted (or handed over) as the drain began
+	}
 	t.mu.Unlock()
 }
 
@@ -84,6 +91,9 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 // whether to close c now (it is then no longer tracked), or arranges a
 // delayed close for a lingering one.
 func (t *connTracker) closeIdleLocked(c net.Conn) bool {
+	if t.tryMove(c) || t.keepsIdleOpen(c) {
+		return false
+	}
 	st := t.conns[c]
 	if asHTTPConn(c) == nil && !st.linger {
 		delete(t.conns, c)
@@ -124,6 +134,10 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		t.conns[c] = st
 		t.mu.Unlock()
 		time.AfterFunc(wait, func() { t.closeIfIdle(c) })
+		return
+	}
+	if t.tryMove(c) {
+		t.mu.Unlock()
 		return
 	}
 	if hc := asHTTPConn(c); hc != nil && linger == h1Linger && hc.read.Load() {
@@ -174,8 +188,12 @@ func (t *connTracker) remove(c net.Conn) {
 func (t *connTracker) drain() {
 	t.mu.Lock()
 	t.draining.Store(true)
-	var closing []net.Conn
+	var closing, moving []net.Conn
 	for c, st := range t.conns {
+		if t.mover.Load() != nil {
+			moving = append(moving, c) // moved by moveAll, outside the lock
+			continue
+		}
 		if isIdle(c, st) && t.closeIdleLocked(c) {
 			closing = append(closing, c)
 		}
@@ -183,6 +201,7 @@ func (t *connTracker) drain() {
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	closeConns(closing)
+	t.moveAll(moving)
 }
 
 // seal says that no connection will be added any more.
@@ -271,7 +290,7 @@ func (w *drainingWriter) beforeHeader() {
 		return
 	}
 	w.wroteHeader = true
-	if w.gs.draining.Load() {
+	if w.gs.draining.Load() && !w.gs.tracker.moves() {
 		w.Header().Set("Connection", "close")
 	}
 }

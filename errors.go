@@ -24,4 +24,6 @@ var (
 	ErrNotRunning = errors.New("no daemon is running")
 	// ErrAlreadyRunning: a start found the daemon of the config running.
 	ErrAlreadyRunning = errors.New("daemon is already running")
+	// ErrNoHandoff: Conn.Handoff found no worker to take the connection.
+	ErrNoHandoff = errors.New("no new worker takes the connection")
 )

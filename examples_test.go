@@ -714,18 +714,34 @@ type exNginx struct {
 // of kept-alive connections. The test's cleanup stops it by pid.
 func exStartNginx(t testing.TB, dir, sock string, keepConn bool) *exNginx {
 	t.Helper()
+	return exStartNginxAt(t, dir, "unix:"+sock, keepConn, false)
+}
+
+// exStartNginxAt is exStartNginx for a server at server, in nginx's form
+// (unix:PATH or HOST:PORT): a FastCGI one, or with proxyHTTP an HTTP one
+// (proxy_pass, HTTP/1.1, and with keepConn upstream keepalive).
+func exStartNginxAt(t testing.TB, dir, server string, keepConn, proxyHTTP bool) *exNginx {
+	t.Helper()
 	bin := exNeedTool(t, "nginx", "nginx")
 	addr := freePort(t)
-	pass, upstream := "unix:"+sock, ""
+	pass, upstream := server, ""
 	if keepConn {
 		pass = "gozd"
-		upstream = "upstream gozd { server unix:" + sock + "; keepalive 4; }"
+		upstream = "upstream gozd { server " + server + "; keepalive 4; }"
 	}
 	keep := ""
 	if keepConn {
 		keep = "fastcgi_keep_conn on;"
 	}
-	conf := strings.NewReplacer("$DIR", dir, "$ADDR", addr, "$PASS", pass, "$UPSTREAM", upstream, "$KEEP", keep).Replace(`
+	location := "include /etc/nginx/fastcgi_params; fastcgi_pass $PASS; $KEEP"
+	if proxyHTTP {
+		pass = "http://" + server
+		if keepConn {
+			pass = "http://gozd"
+		}
+		location = `proxy_pass $PASS; proxy_http_version 1.1; proxy_set_header Connection "";`
+	}
+	conf := strings.NewReplacer("$LOCATION", location).Replace(`
 error_log $DIR/nginx-error.log;
 pid $DIR/nginx.pid;
 worker_processes 1;
@@ -741,13 +757,12 @@ http {
 	server {
 		listen $ADDR;
 		location / {
-			include /etc/nginx/fastcgi_params;
-			fastcgi_pass $PASS;
-			$KEEP
+			$LOCATION
 		}
 	}
 }
 `)
+	conf = strings.NewReplacer("$DIR", dir, "$ADDR", addr, "$PASS", pass, "$UPSTREAM", upstream, "$KEEP", keep).Replace(conf)
 	confPath := writeFile(t, dir, "nginx.conf", conf)
 	p := startProcess(t, bin, "-e", filepath.Join(dir, "nginx-error.log"), "-p", dir, "-c", confPath, "-g", "daemon off;")
 	errorLog := func() string {

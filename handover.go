@@ -31,6 +31,7 @@ type handover struct {
 	Config     *Config        `json:"config"`
 	Listeners  map[string]int `json:"fds"` // group name → descriptor
 	Verbose    bool           `json:"verbose,omitempty"`
+	Inbox      int            `json:"inbox,omitempty"` // descriptor of the socket connections are handed over on (handoff.go)
 }
 
 // readHandover returns the handover in the environment, or nil when this
@@ -64,6 +65,9 @@ func decodeHandover(b []byte) (*handover, error) {
 	}
 	if len(h.Listeners) != len(h.Config.Groups) {
 		return nil, fmt.Errorf("%d listeners for %d groups", len(h.Listeners), len(h.Config.Groups))
+	}
+	if h.Inbox != 0 && h.Inbox <= workerControlFD {
+		return nil, fmt.Errorf("handoff descriptor %d is not past the control socket (%d)", h.Inbox, workerControlFD)
 	}
 	for i := range h.Config.Groups {
 		name := h.Config.Groups[i].Name

@@ -464,6 +464,7 @@ func (m *master) ready(w *worker) {
 	if old != nil {
 		m.drain(old)
 	}
+	w.inbox.close() // passed to the old worker, or nobody to hand over
 	// Listeners no group uses any more go only after the old worker was
 	// told to stop accepting on them.
 	for key, h := range m.held {
@@ -495,7 +496,7 @@ func (m *master) drain(w *worker) {
 	w.state = workerDraining
 	w.drained = time.Now()
 	w.stopTimer()
-	w.send(msgDrain)
+	m.sendDrain(w)
 	w.timer = time.AfterFunc(w.cfg.drainTimeout()+killGrace, func() { m.events <- event{kind: evDrainTimeout, w: w} })
 }
 
@@ -529,6 +530,7 @@ func exitDescription(ws unix.WaitStatus) string {
 func (m *master) exited(w *worker, ws unix.WaitStatus) {
 	w.stopTimer()
 	w.ctl.Close()
+	w.inbox.close()
 	how := exitDescription(ws)
 	switch {
 	case w.state == workerDraining:

@@ -56,6 +56,7 @@ type Daemon struct {
 	draining  chan struct{}      // closed when Shutdown or Close starts
 	cancel    context.CancelFunc // cancels the Context of tcp Conns
 	accepting sync.WaitGroup     // the groups' accept loops
+	handoff   daemonHandoff      // connections from the previous worker, to the next (handoff.go)
 }
 
 type daemonState int
@@ -241,7 +242,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	default:
 	}
 	for _, gs := range groups {
+		gs.handoff = &d.handoff
 		gs.start(d.handlers[gs.cfg.Name], connCtx, &d.accepting)
+		gs.serveResumed(d, d.handlers[gs.cfg.Name], connCtx, &d.accepting)
 	}
 	d.mu.Unlock()
 	close(d.ready)
@@ -312,6 +315,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		// connections are closed, also while the accept loops wind down.
 		gs.draining.Store(true)
 		gs.tracker.drain()
+		gs.h2.goAway()
 	}
 	// Every connection the accept loops took is tracked by the time they
 	// end; finishing before that could miss one accepted at the last
@@ -364,6 +368,7 @@ func (d *Daemon) stop() []*groupServer {
 		}
 		for _, gs := range d.groups {
 			gs.ln.Close()
+			gs.resumed.Close()
 		}
 	}
 	return slices.Clone(d.groups)
@@ -391,6 +396,16 @@ type groupServer struct {
 	http     *http.Server   // http and https
 	draining atomic.Bool    // responses say "Connection: close"
 	tcp      sync.WaitGroup // running tcp handlers
+
+	// resumed serves the connections handed over by the previous worker
+	// (handoff.go).
+	resumed *resumeListener
+	// h2 serves the group's HTTP/2 connections, to send GOAWAY at the
+	// drain (drain_tls.go).
+	h2 *goAwayServer
+	// handoff and runResumedTCP move tcp connections (handoff_tcp.go).
+	handoff       *daemonHandoff
+	runResumedTCP func(c net.Conn, state []byte)
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -417,6 +432,9 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 			TLSConfig:         gs.tlsConfig,
 			ConnState:         gs.trackHTTP,
 			ErrorLog:          serverErrorLog(gs.log),
+		}
+		if gs.tlsConfig != nil {
+			gs.h2 = useGoAwayServer(gs.http)
 		}
 		go func() {
 			defer wg.Done()
@@ -452,9 +470,10 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	case http.StateNew:
 		gs.tracker.add(c)
 	case http.StateActive:
+		hc.requestStarted()
 		gs.tracker.httpIdle(c, hc, false)
 	case http.StateIdle:
-		hc.read.Store(false) // reads from here on are the next request's
+		hc.requestDone() // reads from here on are the next request's
 		gs.tracker.httpIdle(c, hc, true)
 	case http.StateClosed:
 		gs.tracker.remove(c)
@@ -499,21 +518,28 @@ func (gs *groupServer) serveTCP(handler func(Conn), connCtx context.Context) {
 		if err != nil {
 			return
 		}
-		conn := &tcpConn{Conn: c, ctx: connCtx}
+		conn := &tcpConn{Conn: c, ctx: connCtx, gs: gs}
 		gs.tracker.add(conn)
 		gs.tcp.Add(1)
 		go func() {
 			defer gs.tcp.Done()
-			defer func() {
-				conn.Close()
-				gs.tracker.remove(conn)
-			}()
-			defer func() {
-				if r := recover(); r != nil {
-					gs.log.Error("tcp handler panicked", "remote", c.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
-				}
-			}()
-			handler(conn)
+			gs.handleTCP(conn, handler)
 		}()
 	}
+}
+
+// handleTCP runs handler on conn, tracked by the caller, until it returns;
+// then the connection is closed and forgotten. A panic costs that
+// connection only.
+func (gs *groupServer) handleTCP(conn *tcpConn, handler func(Conn)) {
+	defer func() {
+		conn.Close()
+		gs.tracker.remove(conn)
+	}()
+	defer func() {
+		if r := recover(); r != nil {
+			gs.log.Error("tcp handler panicked", "remote", conn.RemoteAddr().String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+		}
+	}()
+	handler(conn)
 }

@@ -36,6 +36,7 @@ type worker struct {
 	late    bool // killed for not being ready within ready_timeout
 	tail    *tailBuffer
 	outDone chan struct{}
+	inbox   *workerInbox // where the worker it replaces hands connections over (handoff_master.go)
 }
 
 func (w *worker) String() string { return fmt.Sprintf("worker %d (pid %d)", w.gen, w.pid) }
@@ -88,6 +89,7 @@ func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener
 		h.Listeners[g.Name] = len(files)
 		files = append(files, uintptr(held[listenKey(g)].fd))
 	}
+	inbox := addInbox(h, &files, m.log)
 	pid := 0
 	env, err := workerEnv(h)
 	if err == nil {
@@ -104,6 +106,7 @@ func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener
 	devnull.Close()
 	outW.Close()
 	unix.Close(sp[1])
+	inbox.started(err == nil)
 	if err != nil {
 		unix.Close(sp[0])
 		outR.Close()
@@ -115,11 +118,12 @@ func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener
 	if err != nil {
 		syscall.Kill(pid, syscall.SIGKILL)
 		outR.Close()
+		inbox.close()
 		return nil, err
 	}
 	w := &worker{
 		pid: pid, gen: m.gen, began: -1, cfg: cfg, acct: acct, held: held, added: added,
-		ctl: ctl, started: time.Now(), tail: &tailBuffer{max: tailSize}, outDone: make(chan struct{}),
+		ctl: ctl, started: time.Now(), tail: &tailBuffer{max: tailSize}, outDone: make(chan struct{}), inbox: inbox,
 	}
 	m.workers[w.pid] = w
 	go m.copyOutput(w, outR)

@@ -31,6 +31,9 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 	if err != nil {
 		return nil, nil, err
 	}
+	if err := d.openInbox(h.Inbox); err != nil {
+		return nil, nil, err
+	}
 	d.inherited = make(map[string]net.Listener, len(h.Listeners))
 	names := make([]string, 0, len(h.Listeners))
 	for name := range h.Listeners {
@@ -56,6 +59,8 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 			os.Exit(1)
 		}
 		log.Debug("drained")
+		d.logHandoffs(log)
+		d.waitPredecessor(h.Config.drainTimeout()) // it may hand over more, to pass on
 	}()
 	go func() {
 		// Halfway to ready_timeout, say which groups still lack a
@@ -78,7 +83,8 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 	go func() {
 		// Orders from the master; EOF means the master is gone, and a
 		// worker without a master drains and leaves.
-		sc := bufio.NewScanner(ctl)
+		orders := &controlReader{conn: ctl}
+		sc := bufio.NewScanner(orders)
 		for sc.Scan() {
 			msg, err := parseControlMsg(sc.Text())
 			if err != nil {
@@ -87,6 +93,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 			}
 			switch msg.kind {
 			case msgDrain:
+				d.setHeir(orders.takeFD()) // the new worker's inbox, if any
 				fmt.Fprintf(ctl, "%s\n", controlMsg{kind: msgDraining, connections: d.connCount()})
 				drain()
 			case msgStop:

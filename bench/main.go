@@ -17,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -34,10 +35,13 @@ type settings struct {
 	exitSamples int
 	idleConns   int
 	only        map[string]bool // phases to run; all when empty
+
+	latencyReloads int   // reloads of the latency run (latency.go)
+	handoffConns   []int // idle connections of the handoff runs
 }
 
 // phases of a run, in order.
-var phases = []string{"steady", "reload", "exit", "memory"}
+var phases = []string{"steady", "reload", "exit", "memory", "latency", "handoff"}
 
 func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[phase] }
 
@@ -52,8 +56,18 @@ func main() {
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
 	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
-	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory (no report file)")
+	flag.IntVar(&s.latencyReloads, "latency-reloads", 20, "reloads of the keep-alive POST run through the latency proxy")
+	handoffConns := flag.String("handoff-conns", "1000,10000", "idle connections of each handoff run, comma-separated")
+	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, handoff (no report file)")
 	flag.Parse()
+	for _, f := range strings.Split(*handoffConns, ",") {
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			fmt.Fprintf(os.Stderr, "bench: bad -handoff-conns %q\n", *handoffConns)
+			os.Exit(2)
+		}
+		s.handoffConns = append(s.handoffConns, n)
+	}
 	if *only != "" {
 		s.only = map[string]bool{}
 		for _, p := range strings.Split(*only, ",") {
@@ -155,6 +169,23 @@ func run(s *settings) error {
 		if r.memory, err = runMemory(env); err != nil {
 			return err
 		}
+	}
+	if s.runs("latency") {
+		step("keep-alive POST through a latency proxy")
+		if r.latency, err = runLatencyAll(env); err != nil {
+			return err
+		}
+	}
+	for _, n := range s.handoffConns {
+		if !s.runs("handoff") {
+			break
+		}
+		step(fmt.Sprintf("handoff of %d idle connections", n))
+		h, err := runHandoff(env, n)
+		if err != nil {
+			return err
+		}
+		r.handoffs = append(r.handoffs, h)
 	}
 	step("done")
 	r.took = time.Since(began)

@@ -20,6 +20,9 @@ type report struct {
 	exits    []*exitRun
 	memory   *memoryResult
 	phases   []phaseMark // the start of every phase, then the end
+
+	latency  []*latencyRun // latency.go
+	handoffs []*handoffRun
 }
 
 // Targets, from the issues.
@@ -165,6 +168,8 @@ func (r *report) markdown() string {
 	r.reloadTable(p)
 	r.exitTable(p)
 	r.memoryTable(p)
+	r.latencyTable(p)
+	r.handoffTable(p)
 	r.targetTable(p)
 	return b.String()
 }
@@ -402,6 +407,7 @@ func (r *report) targetTable(p func(string, ...any)) {
 	if ex.max > targetExit {
 		gaps = append(gaps, fmt.Sprintf("An old gozd worker took up to %s to exit after its last connection closed (median %s).", ms(ex.max), ms(ex.med)))
 	}
+	gaps = append(gaps, r.handoffTargets(p, yes)...)
 	p("")
 	if len(gaps) == 0 {
 		p("Every target is met in this run.")

@@ -7,10 +7,16 @@
 //	fcgi, fcgi2     fcgi  the version handler below
 //	echo            tcp   a line echo that ignores the drain, so a held
 //	                      connection keeps its old worker alive
+//	session         tcp   answers every line with "COUNT PID\n", COUNT
+//	                      counting the session's lines; at the drain it
+//	                      hands the connection and the count to the new
+//	                      worker (Conn.Handoff)
 //
 // The version handler answers GET / with "VERSION PID\n" and the headers
 // X-Version and X-Pid, GET /sleep?d=DURATION after that long, and panics on
-// GET /panic; the echo panics on the line "panic".
+// GET /panic; the echo panics on the line "panic". GET /stream streams
+// "VERSION PID\n", then "bye\n" once the worker drains; GET /hijack does
+// the same on the hijacked connection.
 //
 // Build with -ldflags "-X main.version=v2 -X main.behavior=B" where B is
 // empty for a normal daemon, "crash" for a worker that exits 3 right after
@@ -21,8 +27,11 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"strconv"
@@ -61,6 +70,7 @@ func main() {
 		{"fcgi", web},
 		{"fcgi2", web},
 		{"echo", echo},
+		{"session", session},
 	}
 	for _, h := range handlers {
 		// A test config declares only some of the groups.
@@ -75,8 +85,12 @@ func main() {
 func serveVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Version", version)
 	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
-	if r.URL.Path == "/panic" {
+	switch r.URL.Path {
+	case "/panic":
 		panic("testdaemon: panic on purpose")
+	case "/stream", "/hijack":
+		serveUntilDrain(w, r)
+		return
 	}
 	if r.URL.Path == "/sleep" {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))
@@ -113,5 +127,101 @@ func echo(conn gozd.Conn) {
 		if err != nil {
 			return
 		}
+	}
+}
+
+// serveUntilDrain holds a response (or, for /hijack, the hijacked
+// connection) open until the worker drains, as a websocket or an event
+// stream would, and says goodbye then.
+func serveUntilDrain(w http.ResponseWriter, r *http.Request) {
+	hello := fmt.Sprintf("%s %d\n", version, os.Getpid())
+	if r.URL.Path == "/hijack" {
+		c, brw, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusInternalServerError)
+			return
+		}
+		defer c.Close()
+		brw.WriteString("HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + hello)
+		brw.Flush()
+		<-gozd.Draining()
+		c.Write([]byte("bye\n"))
+		return
+	}
+	w.Header().Set("X-Version", version)
+	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+	io.WriteString(w, hello)
+	http.NewResponseController(w).Flush()
+	select {
+	case <-gozd.Draining():
+		io.WriteString(w, "bye\n")
+	case <-r.Context().Done():
+	}
+}
+
+// session counts the lines of a connection, across workers: at the drain
+// it stops reading at a line boundary and hands the connection over with
+// the count and any bytes of a next line it read.
+func session(conn gozd.Conn) {
+	var count uint64
+	var rest []byte
+	if state, ok := conn.Resumed(); ok && len(state) >= 8 {
+		count, rest = binary.BigEndian.Uint64(state), state[8:]
+	}
+	draining := conn.Context().Done()
+	for {
+		r := bufio.NewReader(io.MultiReader(bytes.NewReader(rest), conn))
+		lines := make(chan string)
+		readErr := make(chan error, 1)
+		go func() {
+			for {
+				line, err := r.ReadString('\n')
+				if err != nil {
+					rest = []byte(line) // a partial line, for the state
+					readErr <- err
+					return
+				}
+				lines <- line
+			}
+		}()
+	serve:
+		for {
+			select {
+			case <-lines:
+				count++
+				fmt.Fprintf(conn, "%d %d\n", count, os.Getpid())
+			case <-readErr:
+				return // the client is gone
+			case <-draining:
+				break serve
+			}
+		}
+		// Wake the reader, then keep what it read beyond the last line.
+		conn.SetReadDeadline(time.Unix(1, 0))
+		for {
+			select {
+			case <-lines:
+				count++
+				fmt.Fprintf(conn, "%d %d\n", count, os.Getpid())
+				continue
+			case err := <-readErr:
+				if !errors.Is(err, os.ErrDeadlineExceeded) {
+					return
+				}
+			}
+			break
+		}
+		buffered, _ := r.Peek(r.Buffered())
+		rest = append(rest, buffered...)
+		conn.SetReadDeadline(time.Time{})
+		state := binary.BigEndian.AppendUint64(nil, count)
+		err := conn.Handoff(append(state, rest...))
+		if err == nil {
+			return
+		}
+		// No new worker takes it (a stop): serve on until the client
+		// leaves or drain_timeout cuts the connection.
+		fmt.Fprintf(os.Stderr, "testdaemon %s: session handoff: %v\n", version, err)
+		draining = nil
 	}
 }

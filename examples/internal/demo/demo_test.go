@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gozd/gozd"
 )
 
 func TestHandler(t *testing.T) {
@@ -57,6 +59,10 @@ type testConn struct {
 }
 
 func (c testConn) Context() context.Context { return c.ctx }
+
+// Handoff and Resumed: a pipe moves nowhere.
+func (c testConn) Handoff([]byte) error    { return gozd.ErrNoHandoff }
+func (c testConn) Resumed() ([]byte, bool) { return nil, false }
 
 // startEcho runs Echo on one end of a pipe and returns the client end, a
 // reader on it, the function that starts the drain, and a channel closed

@@ -1,0 +1,102 @@
+package gozd
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+)
+
+// TestHandoffWithoutHeir: Conn.Handoff with nobody to take the connection
+// (a Daemon outside a master, draining or not) fails with ErrNoHandoff and
+// leaves the connection usable; Resumed is false for an accepted one.
+func TestHandoffWithoutHeir(t *testing.T) {
+	cfg := &Config{Groups: []GroupConfig{{Name: "raw", Mode: ModeTCP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	handler := func(c Conn) {
+		_, resumed := c.Resumed()
+		err := c.Handoff([]byte("state"))
+		fmt.Fprintf(c, "serving: resumed %v, %v\n", resumed, errors.Is(err, ErrNoHandoff))
+		<-c.Context().Done()
+		err = c.Handoff([]byte("state"))
+		fmt.Fprintf(c, "draining: %v\n", errors.Is(err, ErrNoHandoff))
+	}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"raw": handler})
+	c := dialTCP(t, td.addr(t, "raw"))
+	c.SetReadDeadline(time.Now().Add(serveWait))
+	r := bufio.NewReader(c)
+	if line, err := r.ReadString('\n'); line != "serving: resumed false, true\n" {
+		t.Fatalf("got %q, %v", line, err)
+	}
+	shut := shutdownAsync(td.Daemon, context.Background())
+	if line, err := r.ReadString('\n'); line != "draining: true\n" {
+		t.Fatalf("got %q, %v", line, err)
+	}
+	if rest, err := io.ReadAll(r); len(rest) != 0 || err != nil {
+		t.Errorf("after the handler returned: %q, %v; want EOF", rest, err)
+	}
+	waitErr(t, shut, "Shutdown")
+}
+
+// FuzzParseBatch: a batch message from another worker never panics the
+// parser, and what it accepts is what appendEntry wrote.
+func FuzzParseBatch(f *testing.F) {
+	msg := []byte{'C'}
+	msg = appendEntry(msg, handoffEntry{kind: handoffHTTP, group: "web"})
+	msg = appendEntry(msg, handoffEntry{kind: handoffTCP, group: "session", state: []byte("12345678state")})
+	f.Add(msg, 2)
+	f.Add([]byte{'C', 'h', 254, 0, 0, 0, 0}, 1)
+	f.Add([]byte{'G', '['}, 0)
+	f.Fuzz(func(t *testing.T, b []byte, nfds int) {
+		entries, err := parseBatch(b, nfds)
+		if err != nil {
+			return
+		}
+		again := []byte{'C'}
+		for _, e := range entries {
+			again = appendEntry(again, e)
+		}
+		if !bytes.Equal(again, b) {
+			t.Fatalf("parsed %q into %d entries that write back as %q", b, len(entries), again)
+		}
+	})
+}
+
+// TestFCGIRecordsBetweenRequests: a FastCGI connection is between requests
+// at a record boundary once every request begun has ended, however its
+// records are split across reads; records of an ended request that come
+// after END_REQUEST (a POST's final empty FCGI_STDIN) leave it so.
+func TestFCGIRecordsBetweenRequests(t *testing.T) {
+	c := &fcgiConn{}
+	stream := fcgiGET(1, "/", true)
+	stdin := fcgiRecord(fcgiTypeStdin, 1, nil)
+	stream = stream[:len(stream)-len(stdin)] // the empty STDIN comes after the answer
+	for i := range stream {
+		if c.afterRead(stream[i : i+1]) {
+			t.Fatalf("between requests after %d of %d bytes of a request", i+1, len(stream))
+		}
+	}
+	end := fcgiRecord(fcgiEndRequest, 1, make([]byte, 8))
+	if !c.requestEnded(end) {
+		t.Fatal("not between requests after END_REQUEST")
+	}
+	if c.afterRead(stdin[:3]) {
+		t.Fatal("between requests in the middle of a record")
+	}
+	if !c.afterRead(stdin[3:]) {
+		t.Fatal("not between requests after the ended request's last record")
+	}
+	// A second request on the same connection, in one read.
+	if c.afterRead(fcgiGET(2, "/", true)) {
+		t.Fatal("between requests with request 2 begun")
+	}
+	if c.requestEnded(fcgiRecord(fcgiEndRequest, 1, make([]byte, 8))) {
+		t.Fatal("between requests after an END_REQUEST of another id")
+	}
+	if !c.requestEnded(fcgiRecord(fcgiEndRequest, 2, make([]byte, 8))) {
+		t.Fatal("not between requests after request 2 ended")
+	}
+}

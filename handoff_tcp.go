@@ -1,0 +1,176 @@
+package gozd
+
+// tcp connections move only when their handler asks (Conn.Handoff): gozd
+// cannot know where a tcp protocol's message boundaries are, nor what the
+// handler keeps about the session. The handler passes the connection, with
+// its state, at a boundary it chooses; the new worker calls the group's
+// handler with it, and Conn.Resumed gives that handler the state back.
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// handoffTCP is the kind of a tcp connection passed by its handler; its
+// entry's state starts with the 8-byte id the new worker acknowledges.
+const handoffTCP handoffKind = 't'
+
+// tcpResumed is what a tcp connection taken over from the previous worker
+// came with.
+type tcpResumed struct {
+	state []byte
+}
+
+// Handoff implements Conn.Handoff: the descriptor goes with its state, and
+// this worker keeps its own until the new worker acknowledges the
+// connection (its handler runs), so a failure leaves it usable.
+func (c *tcpConn) Handoff(state []byte) error {
+	gs := c.gs
+	if gs == nil || gs.handoff == nil {
+		return fmt.Errorf("handoff: not a worker under a gozd master: %w", ErrNoHandoff)
+	}
+	name := gs.cfg.Name
+	select {
+	case <-c.ctx.Done():
+	default:
+		return fmt.Errorf("group %q: handoff: this worker is not draining: %w", name, ErrNoHandoff)
+	}
+	if len(state) > handoffMaxState {
+		return fmt.Errorf("group %q: handoff: state of %d bytes, more than %d", name, len(state), handoffMaxState)
+	}
+	heir := gs.handoff.heir.Load()
+	if heir == nil || !heir.takes(name, handoffTCP, gs.ln.Addr().String()) {
+		return fmt.Errorf("group %q: handoff: no new worker serves the group: %w", name, ErrNoHandoff)
+	}
+	fd, err := connFD(c.Conn)
+	if err != nil {
+		return fmt.Errorf("group %q: handoff: %w", name, err)
+	}
+	id, taken := heir.expectAck()
+	defer heir.forgetAck(id)
+	e := handoffEntry{kind: handoffTCP, group: name, state: binary.BigEndian.AppendUint64(nil, id)}
+	e.state = append(e.state, state...)
+	if err := heir.send(e, fd); err != nil {
+		return fmt.Errorf("group %q: handoff: %w: %w", name, err, ErrNoHandoff)
+	}
+	select {
+	case ok := <-taken:
+		if !ok {
+			return fmt.Errorf("group %q: handoff: the new worker is gone: %w", name, ErrNoHandoff)
+		}
+	case <-time.After(handoffTimeout):
+		return fmt.Errorf("group %q: handoff: the new worker did not take the connection within %s: %w", name, handoffTimeout, ErrNoHandoff)
+	}
+	// The new worker holds the socket: closing this descriptor sends
+	// nothing to the peer.
+	c.Close()
+	gs.tracker.remove(c)
+	return nil
+}
+
+// Resumed returns the state the previous worker's handler passed with
+// Handoff, and true, for a connection taken over; nil and false for one
+// this worker accepted.
+func (c *tcpConn) Resumed() ([]byte, bool) {
+	if c.resumed == nil {
+		return nil, false
+	}
+	return c.resumed.state, true
+}
+
+// ackWaiters are the Handoffs waiting for the new worker to take their
+// connection, by id.
+type ackWaiters struct {
+	mu      sync.Mutex
+	next    atomic.Uint64
+	waiting map[uint64]chan bool
+	gone    bool
+}
+
+func (s *handoffSender) expectAck() (uint64, <-chan bool) {
+	a := &s.acks
+	id := a.next.Add(1)
+	ch := make(chan bool, 1)
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gone {
+		ch <- false
+		return id, ch
+	}
+	if a.waiting == nil {
+		a.waiting = make(map[uint64]chan bool)
+	}
+	a.waiting[id] = ch
+	return id, ch
+}
+
+func (s *handoffSender) forgetAck(id uint64) {
+	s.acks.mu.Lock()
+	delete(s.acks.waiting, id)
+	s.acks.mu.Unlock()
+}
+
+// readAcks reads the new worker's acknowledgements until it is gone; then
+// nothing more moves, and responses say "Connection: close" again.
+func (s *handoffSender) readAcks() {
+	buf := make([]byte, 64)
+	for {
+		n, err := s.conn.Read(buf)
+		if err != nil || n == 0 {
+			break
+		}
+		if n != 9 || buf[0] != 'A' {
+			continue
+		}
+		id := binary.BigEndian.Uint64(buf[1:9])
+		s.acks.mu.Lock()
+		if ch, ok := s.acks.waiting[id]; ok {
+			ch <- true
+			delete(s.acks.waiting, id)
+		}
+		s.acks.mu.Unlock()
+	}
+	if !s.dead.Swap(true) {
+		s.log.Warn("the new worker is gone; connections are closed as they turn idle, responses say Connection: close")
+	}
+	s.acks.mu.Lock()
+	s.acks.gone = true
+	for id, ch := range s.acks.waiting {
+		ch <- false
+		delete(s.acks.waiting, id)
+	}
+	s.acks.mu.Unlock()
+}
+
+// serveResumedTCP lets gs take over tcp connections: handler runs on each
+// as on an accepted one.
+func (gs *groupServer) serveResumedTCP(handler func(Conn), connCtx context.Context) {
+	gs.resumed = newResumeListener(gs.ln.Addr(), nil) // closed when the group stops
+	gs.runResumedTCP = func(c net.Conn, state []byte) {
+		conn := &tcpConn{Conn: c, ctx: connCtx, gs: gs, resumed: &tcpResumed{state: state}}
+		gs.tracker.add(conn)
+		go gs.handleTCP(conn, handler)
+	}
+}
+
+// resumeTCP takes over a tcp connection a handler of the previous worker
+// passed on, and acknowledges it once the group's handler runs on it.
+func (gs *groupServer) resumeTCP(c net.Conn, state []byte, inbox net.Conn) error {
+	if len(state) < 8 {
+		c.Close()
+		return errors.New("tcp entry without an id")
+	}
+	if gs.runResumedTCP == nil || gs.resumed.isClosed() {
+		c.Close()
+		return fmt.Errorf("group %q does not serve", gs.cfg.Name)
+	}
+	gs.runResumedTCP(c, state[8:])
+	_, err := inbox.Write(append([]byte{'A'}, state[:8]...))
+	return err
+}
