@@ -20,6 +20,14 @@ import (
 //
 // The connection counts as active until the handler returns; gozd closes it
 // then if the handler did not.
+//
+// The value gozd passes also has what the connection beneath can do:
+// io.ReaderFrom and io.WriterTo (so io.Copy uses sendfile and splice),
+// CloseWrite and CloseRead, and NetConn() net.Conn, which returns the
+// *net.TCPConn or *net.UnixConn (for SetNoDelay, SyscallConn). They are not
+// in this interface, so that tests can still fake a Conn; assert them:
+//
+//	nc := conn.(interface{ NetConn() net.Conn }).NetConn()
 type Conn interface {
 	net.Conn
 	// Context is cancelled when the daemon starts draining or closing.
@@ -84,6 +92,7 @@ type httpConn struct {
 	net.Conn
 	read atomic.Bool
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
+	h2c  atomic.Bool // speaks HTTP/2 without TLS
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
@@ -114,6 +123,9 @@ func (c *httpConn) CloseWrite() error {
 func asHTTPConn(c net.Conn) *httpConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
+	}
+	if u, ok := c.(unencryptedConn); ok { // h2c, see isUnencryptedHTTP2
+		c = u.UnencryptedNetConn()
 	}
 	hc, _ := c.(*httpConn)
 	return hc
