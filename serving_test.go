@@ -8,8 +8,10 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -152,5 +154,108 @@ client_ca %s
 	}
 	if err := get(); err == nil {
 		t.Error("after the reload, a client without a certificate was served")
+	}
+}
+
+// udpGen asks a udp group a question per call on its own socket and checks
+// that the answer ("VERSION PID question") is to that question.
+func udpGen(t *testing.T, name, addr string) *loadGen {
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	buf := make([]byte, 512)
+	return &loadGen{name: name, do: func(n int) (string, error) {
+		q := fmt.Sprintf("%s question %d", name, n)
+		if _, err := c.Write([]byte(q)); err != nil {
+			return "", err
+		}
+		c.SetReadDeadline(time.Now().Add(waitTimeout))
+		m, err := c.Read(buf)
+		if err != nil {
+			return "", fmt.Errorf("no answer to %q: %w", q, err)
+		}
+		f := strings.SplitN(string(buf[:m]), " ", 3)
+		if len(f) != 3 || f[2] != q {
+			return "", fmt.Errorf("answer %q to %q", buf[:m], q)
+		}
+		return f[0], nil
+	}}
+}
+
+// TestUDPReloads: a udp group answers every datagram of a request/response
+// load across ten reloads (the master holds the socket, so datagrams wait
+// for the next worker), and a group removed by a reload stops answering
+// once its old worker is gone.
+func TestUDPReloads(t *testing.T) {
+	dir := newDaemonDir(t)
+	const web = `
+drain_timeout 10s
+[web]
+mode   http
+listen 127.0.0.1:0
+`
+	d := startMaster(t, dir, web+`
+[udp]
+mode   udp
+listen 127.0.0.1:0
+`)
+	addr := d.addrs["udp"]
+	var gens []*loadGen
+	for i := range 4 {
+		gens = append(gens, udpGen(t, fmt.Sprintf("udp%d", i), addr))
+	}
+	load := startLoad(t, time.Millisecond, gens...)
+	d.reloadTimes(10, load)
+	load.check(t)
+
+	d.writeConfig(web)
+	d.proc.signal(syscall.SIGHUP)
+	d.waitLog(`msg="old worker exited"`, 11)
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Write([]byte("anyone?"))
+	c.SetReadDeadline(time.Now().Add(2 * time.Second))
+	if n, err := c.Read(make([]byte, 512)); err == nil {
+		t.Errorf("the removed udp group still answers (%d bytes)", n)
+	}
+}
+
+// TestUDPSocketActivation: a udp socket passed by systemd (LISTEN_FDS) is
+// matched to its group by address, served, and kept across a reload.
+func TestUDPSocketActivation(t *testing.T) {
+	dir := newDaemonDir(t)
+	bin := buildTestDaemon(t, "v1", "")
+	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pc.Close()
+	f, err := pc.(*net.UDPConn).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	conf := writeFile(t, dir, "gozd.conf", fmt.Sprintf("pidfile %s/gozd.pid\n[udp]\nmode udp\nlisten %s\n", dir, pc.LocalAddr()))
+	// LISTEN_PID must be the daemon's pid: the shell execs it.
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin, "-f", "-c", conf)
+	cmd.Env = append(os.Environ(), "LISTEN_FDS=1")
+	cmd.ExtraFiles = []*os.File{f}
+	p := opsStartCmd(t, cmd)
+	if _, addrs := startedAddrs(t, p.waitOutput("gozd: started")); addrs["udp"] != pc.LocalAddr().String() {
+		t.Fatalf("udp group on %s; want the passed socket %s", addrs["udp"], pc.LocalAddr())
+	}
+	ask := udpGen(t, "activated", pc.LocalAddr().String())
+	if _, err := ask.do(1); err != nil {
+		t.Fatal(err)
+	}
+	p.signal(syscall.SIGHUP)
+	waitUntil(t, "the reload", func() bool { return strings.Contains(p.out.String(), `msg="old worker exited"`) })
+	if _, err := ask.do(2); err != nil {
+		t.Fatalf("after the reload: %v", err)
 	}
 }
