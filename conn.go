@@ -92,13 +92,17 @@ type httpConn struct {
 	net.Conn
 	read atomic.Bool
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
-	h2c  atomic.Bool // speaks HTTP/2 without TLS
+	h2c  atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
+	seen bool        // the first bytes were read
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.read.Load() {
 		c.read.Store(true)
+	}
+	if n > 0 && !c.seen {
+		c.noteFirstRead(p[:n])
 	}
 	return n, err
 }
@@ -123,9 +127,6 @@ func (c *httpConn) CloseWrite() error {
 func asHTTPConn(c net.Conn) *httpConn {
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
-	}
-	if u, ok := c.(unencryptedConn); ok { // h2c, see isUnencryptedHTTP2
-		c = u.UnencryptedNetConn()
 	}
 	hc, _ := c.(*httpConn)
 	return hc

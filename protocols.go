@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"net"
 	"net/http"
 	"strings"
 )
@@ -112,18 +111,18 @@ func (g *GroupConfig) applyClientCA(c *tls.Config) error {
 	return nil
 }
 
-// unencryptedConn is how net/http hands an HTTP/2 connection without TLS to
-// its HTTP/2 server: inside a stand-in *tls.Conn, whose NetConn has this.
-type unencryptedConn interface{ UnencryptedNetConn() net.Conn }
+// h2Preface starts every HTTP/2 connection.
+const h2Preface = "PRI * HTTP/2.0"
 
-// isUnencryptedHTTP2 reports whether c is such a stand-in.
-func isUnencryptedHTTP2(c net.Conn) bool {
-	tc, ok := c.(*tls.Conn)
-	if !ok {
-		return false
+// noteFirstRead marks a connection whose first bytes are the HTTP/2 preface:
+// HTTP/2 without TLS (protocols h2c), which net/http hands to its HTTP/2
+// server with nothing else to tell it by. It drains as HTTP/2 over TLS does.
+// net/http reads a connection from one goroutine at a time.
+func (c *httpConn) noteFirstRead(b []byte) {
+	c.seen = true
+	if len(b) >= len(h2Preface) && string(b[:len(h2Preface)]) == h2Preface {
+		c.h2c.Store(true)
 	}
-	_, ok = tc.NetConn().(unencryptedConn)
-	return ok
 }
 
 // endGroupServing checks the current group's udp listen address, protocols

@@ -1,7 +1,9 @@
 package gozd
 
 import (
+	"context"
 	"errors"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -111,5 +113,36 @@ func TestParseServingErrors(t *testing.T) {
 		if err := (&Config{Groups: []GroupConfig{g}}).Validate(); err == nil || !strings.Contains(err.Error(), `"a"`) {
 			t.Errorf("Validate(%+v) = %v; want an error naming the group", g, err)
 		}
+	}
+}
+
+// TestH2CTracked: a connection that speaks h2c (prior knowledge) is known to
+// the drain as HTTP/2, as one over TLS is, whatever the server's settings.
+func TestH2CTracked(t *testing.T) {
+	cfg := &Config{DrainTimeout: 20 * time.Second, Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0", Protocols: []string{"http1", "h2c"}}}}
+	srv := &http.Server{Handler: http.HandlerFunc(hello), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": srv})
+	var protos http.Protocols
+	protos.SetUnencryptedHTTP2(true)
+	tr := &http.Transport{Protocols: &protos}
+	defer tr.CloseIdleConnections()
+	resp, body := get(t, &http.Client{Transport: tr, Timeout: serveWait}, "http://"+td.addr(t, "web").String()+"/")
+	if resp.ProtoMajor != 2 || body != "hello /" {
+		t.Fatalf("%s %q", resp.Proto, body)
+	}
+	gs := td.group(t, "web")
+	gs.tracker.mu.Lock()
+	var h2 []bool
+	for c := range gs.tracker.conns {
+		h2 = append(h2, isHTTP2(c))
+	}
+	gs.tracker.mu.Unlock()
+	if len(h2) != 1 || !h2[0] {
+		t.Fatalf("tracked connections, HTTP/2 or not: %v; want one h2c", h2)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), serveWait)
+	defer cancel()
+	if err := td.Shutdown(ctx); err != nil {
+		t.Fatalf("Shutdown: %v", err)
 	}
 }

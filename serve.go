@@ -457,12 +457,6 @@ func (gs *groupServer) logAcceptEnd(err error) {
 // trackHTTP follows the state of the group's HTTP connections.
 func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	hc := asHTTPConn(c)
-	if hc != nil && isUnencryptedHTTP2(c) {
-		// HTTP/2 without TLS (Protocols with h2c): net/http reports it
-		// under a stand-in TLS connection, tracked under its own.
-		hc.h2c.Store(true)
-		c = hc
-	}
 	if hc == nil {
 		// A connection gozd did not accept: an HTTP/2 server that a
 		// handler runs on the connection it hijacked (h2c.NewHandler)
