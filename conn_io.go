@@ -71,3 +71,7 @@ func closeRead(c net.Conn) error {
 	}
 	return errors.ErrUnsupported
 }
+
+// NetConn returns the connection beneath an HTTP connection, for a
+// program's ConnContext or ConnState that needs the *net.TCPConn.
+func (c *httpConn) NetConn() net.Conn { return c.Conn }

@@ -61,6 +61,9 @@ const touchWait = time.Second
 //     group's client_ca, when set, replaces ClientCAs and ClientAuth;
 //   - Protocols is the group's protocols directive when the config sets one;
 //     with neither, http serves HTTP/1 and https HTTP/1 and HTTP/2;
+//   - ConnState and ConnContext see gozd's wrapper of each connection
+//     (beneath TLS for https); its NetConn method returns the *net.TCPConn
+//     or *net.UnixConn;
 //   - ReadHeaderTimeout and IdleTimeout get DefaultReadHeaderTimeout and
 //     DefaultIdleTimeout when they and ReadTimeout are zero; ErrorLog nil
 //     means gozd's log.

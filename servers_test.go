@@ -279,9 +279,13 @@ func TestHTTPServerSettings(t *testing.T) {
 		Handler:        mux,
 		WriteTimeout:   100 * time.Millisecond,
 		MaxHeaderBytes: 1 << 10,
-		ConnState:      func(c net.Conn, s http.ConnState) { states.Store(s, true) },
-		BaseContext:    func(net.Listener) context.Context { return context.WithValue(context.Background(), ctxKey{}, "base") },
-		ErrorLog:       log.New(writerFunc(func(p []byte) (int, error) { errLogMu.Lock(); defer errLogMu.Unlock(); return errLog.Write(p) }), "", 0),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			if _, ok := c.(interface{ NetConn() net.Conn }).NetConn().(*net.TCPConn); ok {
+				states.Store(s, true)
+			}
+		},
+		BaseContext: func(net.Listener) context.Context { return context.WithValue(context.Background(), ctxKey{}, "base") },
+		ErrorLog:    log.New(writerFunc(func(p []byte) (int, error) { errLogMu.Lock(); defer errLogMu.Unlock(); return errLog.Write(p) }), "", 0),
 	}
 	cfg := &Config{DrainTimeout: 5 * time.Second, Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
 	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": srv})

@@ -28,6 +28,7 @@ func TestUDPDrain(t *testing.T) {
 
 func testUDPDrain(t *testing.T, addr string) {
 	readErr := make(chan error, 1)
+	gotLate := make(chan struct{})
 	cfg := &Config{DrainTimeout: 5 * time.Second, Groups: []GroupConfig{{Name: "dns", Mode: ModeUDP, Network: "udp", Address: addr}}}
 	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"dns": func(pc PacketConn) {
 		buf := make([]byte, 512)
@@ -39,6 +40,7 @@ func testUDPDrain(t *testing.T, addr string) {
 			}
 			if string(buf[:n]) == "late" {
 				// Answer only once the drain has begun.
+				close(gotLate)
 				<-pc.Context().Done()
 			}
 			pc.WriteTo(append([]byte("re: "), buf[:n]...), from)
@@ -70,6 +72,11 @@ func testUDPDrain(t *testing.T, addr string) {
 	}
 	gs := td.group(t, "dns")
 	waitConns(t, gs, 1) // the handler counts as one
+	select {
+	case <-gotLate:
+	case <-time.After(serveWait):
+		t.Fatal("the handler did not read the datagram")
+	}
 	shut := make(chan error, 1)
 	go func() { shut <- td.Shutdown(context.Background()) }()
 	buf := make([]byte, 512)
