@@ -89,6 +89,33 @@ func TestGRPCReloads(t *testing.T) {
 			}
 		})
 	}
+	// Clients that connect for every call: some connect as a drain
+	// begins, on connections the old worker has just accepted.
+	for range 3 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				one, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				if err != nil {
+					fail("new client", err)
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), wait)
+				_, err = testgrpc.NewTestServiceClient(one).UnaryCall(ctx, &testgrpc.SimpleRequest{})
+				cancel()
+				one.Close()
+				if err != nil {
+					fail("unary call on a new connection", err)
+					continue
+				}
+				calls.Add(1)
+			}
+		})
+	}
 	wg.Go(func() {
 		params := make([]*testgrpc.ResponseParameters, 5)
 		for i := range params {
