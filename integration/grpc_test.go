@@ -64,7 +64,8 @@ func TestGRPCReloads(t *testing.T) {
 		failures.Add(1)
 		t.Errorf("%s: %v", what, err)
 	}
-	for range 6 {
+	// repeat runs call in a goroutine of its own until stop.
+	repeat := func(call func()) {
 		wg.Go(func() {
 			for {
 				select {
@@ -72,77 +73,68 @@ func TestGRPCReloads(t *testing.T) {
 					return
 				default:
 				}
-				ctx, cancel := context.WithTimeout(context.Background(), wait)
-				resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}})
-				cancel()
-				if err != nil {
-					fail("unary call", err)
-					continue
-				}
-				if string(resp.GetPayload().GetBody()) != "ping" {
-					fail("unary call", errors.New("wrong payload "+string(resp.GetPayload().GetBody())))
-				}
-				calls.Add(1)
-				pidsMu.Lock()
-				pids[resp.GetServerId()] = true
-				pidsMu.Unlock()
+				call()
 			}
+		})
+	}
+	for range 6 {
+		repeat(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), wait)
+			resp, err := client.UnaryCall(ctx, &testgrpc.SimpleRequest{Payload: &testgrpc.Payload{Body: []byte("ping")}})
+			cancel()
+			if err != nil {
+				fail("unary call", err)
+				return
+			}
+			if string(resp.GetPayload().GetBody()) != "ping" {
+				fail("unary call", errors.New("wrong payload "+string(resp.GetPayload().GetBody())))
+			}
+			calls.Add(1)
+			pidsMu.Lock()
+			pids[resp.GetServerId()] = true
+			pidsMu.Unlock()
 		})
 	}
 	// Clients that connect for every call: some connect as a drain
 	// begins, on connections the old worker has just accepted.
 	for range 3 {
-		wg.Go(func() {
-			for {
-				select {
-				case <-stop:
-					return
-				default:
-				}
-				one, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-				if err != nil {
-					fail("new client", err)
-					continue
-				}
-				ctx, cancel := context.WithTimeout(context.Background(), wait)
-				_, err = testgrpc.NewTestServiceClient(one).UnaryCall(ctx, &testgrpc.SimpleRequest{})
-				cancel()
-				one.Close()
-				if err != nil {
-					fail("unary call on a new connection", err)
-					continue
-				}
-				calls.Add(1)
-			}
-		})
-	}
-	wg.Go(func() {
-		params := make([]*testgrpc.ResponseParameters, 5)
-		for i := range params {
-			params[i] = &testgrpc.ResponseParameters{Size: 100, IntervalUs: 20000}
-		}
-		for {
-			select {
-			case <-stop:
+		repeat(func() {
+			one, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				fail("new client", err)
 				return
-			default:
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), wait)
-			st, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
-			n := 0
-			for err == nil {
-				var resp *testgrpc.StreamingOutputCallResponse
-				if resp, err = st.Recv(); err == nil && len(resp.GetPayload().GetBody()) == 100 {
-					n++
-				}
-			}
+			_, err = testgrpc.NewTestServiceClient(one).UnaryCall(ctx, &testgrpc.SimpleRequest{})
 			cancel()
-			if !errors.Is(err, io.EOF) || n != len(params) {
-				fail("streaming call", err)
-				continue
+			one.Close()
+			if err != nil {
+				fail("unary call on a new connection", err)
+				return
 			}
-			streams.Add(1)
+			calls.Add(1)
+		})
+	}
+	params := make([]*testgrpc.ResponseParameters, 5)
+	for i := range params {
+		params[i] = &testgrpc.ResponseParameters{Size: 100, IntervalUs: 20000}
+	}
+	repeat(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), wait)
+		st, err := client.StreamingOutputCall(ctx, &testgrpc.StreamingOutputCallRequest{ResponseParameters: params})
+		n := 0
+		for err == nil {
+			var resp *testgrpc.StreamingOutputCallResponse
+			if resp, err = st.Recv(); err == nil && len(resp.GetPayload().GetBody()) == 100 {
+				n++
+			}
 		}
+		cancel()
+		if !errors.Is(err, io.EOF) || n != len(params) {
+			fail("streaming call", err)
+			return
+		}
+		streams.Add(1)
 	})
 
 	waitCalls := func(n int64) {
