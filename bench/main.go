@@ -37,7 +37,7 @@ type settings struct {
 }
 
 // phases of a run, in order.
-var phases = []string{"steady", "reload", "exit", "memory"}
+var phases = []string{"steady", "reload", "exit", "memory", "services"}
 
 func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[phase] }
 
@@ -52,7 +52,7 @@ func main() {
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
 	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
-	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory (no report file)")
+	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, services (no report file)")
 	flag.Parse()
 	if *only != "" {
 		s.only = map[string]bool{}
@@ -153,6 +153,12 @@ func run(s *settings) error {
 	if s.runs("memory") {
 		step("memory")
 		if r.memory, err = runMemory(env); err != nil {
+			return err
+		}
+	}
+	if s.runs("services") {
+		step("services: gRPC, udp, tcp proxy")
+		if r.services, err = runServices(env); err != nil {
 			return err
 		}
 	}

@@ -19,6 +19,7 @@ type report struct {
 	reloads  []*reloadRun
 	exits    []*exitRun
 	memory   *memoryResult
+	services *servicesRun
 	phases   []phaseMark // the start of every phase, then the end
 }
 
@@ -165,6 +166,7 @@ func (r *report) markdown() string {
 	r.reloadTable(p)
 	r.exitTable(p)
 	r.memoryTable(p)
+	r.servicesTable(p)
 	r.targetTable(p)
 	return b.String()
 }
