@@ -27,11 +27,12 @@ const (
 	ModeHTTP  Mode = "http"  // plain HTTP, handled by an http.Handler
 	ModeHTTPS Mode = "https" // HTTP over TLS with the group's key and cert
 	ModeFCGI  Mode = "fcgi"  // FastCGI responder behind a web server
+	ModeUDP   Mode = "udp"   // datagrams, handled by a func(PacketConn)
 )
 
 func (m Mode) valid() bool {
 	switch m {
-	case ModeTCP, ModeHTTP, ModeHTTPS, ModeFCGI:
+	case ModeTCP, ModeHTTP, ModeHTTPS, ModeFCGI, ModeUDP:
 		return true
 	}
 	return false
@@ -64,7 +65,7 @@ type Config struct {
 type GroupConfig struct {
 	Name    string
 	Mode    Mode
-	Network string      // "tcp" or "unix"
+	Network string      // "tcp", "unix", or "udp" for mode udp
 	Address string      // tcp: host:port as net.Listen takes it (":9000" for all interfaces); unix: the socket path, absolute when parsed
 	Key     string      // https only: path of the PEM private key, absolute when parsed
 	Cert    string      // https only: path of the PEM certificate chain, absolute when parsed
@@ -75,6 +76,11 @@ type GroupConfig struct {
 	// Owner's ids as the parse looked them up, so the master binding the
 	// socket does no user lookup (NSS, LDAP: it may hang) in its loop.
 	owner *ownerIDs
+
+	// Protocols (http, https): "http1", "h2" (https), "h2c" (http); nil =
+	// the mode's default, http1 for http and http1 h2 for https.
+	Protocols []string `json:",omitempty"`
+	ClientCA  string   `json:",omitempty"` // https: PEM file of the CAs whose client certificates are required; "" = none asked
 }
 
 type ownerIDs struct{ uid, gid int }
@@ -293,7 +299,7 @@ func (c *Config) Validate() error {
 // bind because one of them listens on every address: ":9000" or "[::]:9000"
 // (all of IPv4 and IPv6) with anything, "0.0.0.0:9000" with an IPv4 address.
 func wildcardOverlap(a, b *GroupConfig) bool {
-	if a.Network != "tcp" || b.Network != "tcp" {
+	if a.Network != b.Network || a.Network != "tcp" && a.Network != "udp" {
 		return false
 	}
 	ha, pa, err1 := net.SplitHostPort(a.Address)
@@ -356,7 +362,7 @@ func (g *GroupConfig) validate() error {
 		return fmt.Errorf("group %q has no listen address", g.Name)
 	}
 	switch g.Network {
-	case "tcp":
+	case "tcp", "udp":
 		if err := checkTCPAddress(g.Address); err != nil {
 			return fmt.Errorf("group %q: %w", g.Name, err)
 		}
@@ -365,7 +371,10 @@ func (g *GroupConfig) validate() error {
 			return fmt.Errorf("group %q: %w", g.Name, err)
 		}
 	default:
-		return fmt.Errorf("group %q: bad network %q: use tcp or unix", g.Name, g.Network)
+		return fmt.Errorf("group %q: bad network %q: use tcp, unix or udp", g.Name, g.Network)
+	}
+	if err := g.validateServing(); err != nil {
+		return err
 	}
 	if g.Mode == ModeHTTPS {
 		switch {
@@ -424,6 +433,7 @@ var (
 	}
 	groupDirectives = map[string]bool{
 		"mode": true, "listen": true, "key": true, "cert": true, "chmod": true, "owner": true,
+		"protocols": true, "client_ca": true,
 	}
 )
 
@@ -530,10 +540,13 @@ func (p *configParser) parseLine(n int, line string) error {
 		return fmt.Errorf("unknown directive %q", name)
 	case len(fields) == 1:
 		return fmt.Errorf("directive %q needs a value", name)
-	case len(fields) > 2:
+	case len(fields) > 2 && name != "protocols":
 		return fmt.Errorf("directive %q: one value expected, got %d", name, len(fields)-1)
 	}
 	value := fields[1]
+	if name == "protocols" { // a list: "http1 h2"
+		value = strings.Join(fields[1:], " ")
+	}
 	if len(value) >= 2 && value[0] == '[' && value[len(value)-1] == ']' {
 		value = value[1 : len(value)-1]
 	}
@@ -620,6 +633,9 @@ func (p *configParser) endGroup() error {
 			return fail(line, "%s applies only to unix sockets; group %q listens on tcp", d, g.Name)
 		}
 	}
+	if err := p.endGroupServing(); err != nil {
+		return err
+	}
 	if err := g.validate(); err != nil {
 		return &ConfigError{File: p.cfg.File, Line: g.Line, Err: err}
 	}
@@ -691,6 +707,14 @@ func (p *configParser) setGroup(name, value string) error {
 			return fmt.Errorf("chmod 0 would leave the socket unusable; leave chmod out to keep the mode it is created with")
 		}
 		g.Chmod = os.FileMode(mode)
+	case "protocols":
+		protos, err := parseProtocols(value)
+		if err != nil {
+			return err
+		}
+		g.Protocols = protos
+	case "client_ca":
+		g.ClientCA = p.path(value)
 	case "owner":
 		// Looked up now, so that a typo is reported at its line.
 		uid, gid, err := lookupOwner(value)
@@ -950,7 +974,7 @@ func checkGroupName(name string) error {
 }
 
 func unknownMode(m string) error {
-	return fmt.Errorf("unknown mode %q: use tcp, http, https or fcgi", m)
+	return fmt.Errorf("unknown mode %q: use tcp, http, https, fcgi or udp", m)
 }
 
 func parseDuration(v string) (time.Duration, error) {

@@ -259,7 +259,7 @@ var configErrorTests = []struct {
 	{"duplicate global", "pidfile /a\nlogfile /b\npidfile /c\n[a]\nmode tcp\nlisten 80\n", 3, "line 1"},
 	{"duplicate in group", "[a]\nmode tcp\nlisten 80\nmode http\n", 4, "duplicate directive"},
 	{"unknown mode", "[a]\nmode ftp\nlisten 80\n", 2, "unknown mode"},
-	{"mode list", "[a]\nmode udp\nlisten 80\n", 2, "tcp, http, https or fcgi"},
+	{"mode list", "[a]\nmode sctp\nlisten 80\n", 2, "tcp, http, https, fcgi or udp"},
 	{"upper-case mode", "[a]\nmode TCP\nlisten 80\n", 2, "unknown mode"},
 	{"missing mode", "[a]\nlisten 80\n[b]\nmode tcp\nlisten 81\n", 1, "no mode"},
 	{"missing listen", "[a]\nmode tcp\n\n[b]\nmode tcp\nlisten 81\n", 1, "no listen"},
@@ -386,7 +386,7 @@ func TestParseConfigWithoutName(t *testing.T) {
 		t.Errorf("File %q, Address %q; want \"\" and a path in %s", c.File, c.Groups[0].Address, wd)
 	}
 	_, err = ParseConfig("", strings.NewReader("[a]\nmode ftp\n"))
-	if err == nil || err.Error() != `line 2: unknown mode "ftp": use tcp, http, https or fcgi` {
+	if err == nil || err.Error() != `line 2: unknown mode "ftp": use tcp, http, https, fcgi or udp` {
 		t.Errorf("error = %v", err)
 	}
 }
@@ -492,9 +492,9 @@ func TestValidate(t *testing.T) {
 			withGroup(tcp("a", ":2"), func(g *GroupConfig) { g.Line = 9 }),
 		}}, 9, "duplicate group \"a\" (line 2)"},
 		{"no mode", Config{Groups: []GroupConfig{{Name: "a", Network: "tcp", Address: ":1", Line: 4}}}, 4, "no mode"},
-		{"unknown mode", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Mode = "udp" })}}, 0, "unknown mode"},
+		{"unknown mode", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Mode = "sctp" })}}, 0, "unknown mode"},
 		{"no listen", Config{Groups: []GroupConfig{{Name: "a", Mode: ModeTCP}}}, 0, "no listen"},
-		{"bad network", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Network = "udp" })}}, 0, "bad network"},
+		{"bad network", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Network = "sctp" })}}, 0, "bad network"},
 		{"no network", Config{Groups: []GroupConfig{withGroup(tcp("a", ":1"), func(g *GroupConfig) { g.Network = "" })}}, 0, "bad network"},
 		{"bad tcp address", Config{Groups: []GroupConfig{tcp("a", "localhost")}}, 0, "bad tcp address"},
 		{"bad tcp port", Config{Groups: []GroupConfig{tcp("a", "localhost:x")}}, 0, "bad port"},
@@ -604,7 +604,7 @@ func FuzzParseConfig(f *testing.F) {
 				t.Fatalf("%s: no key or cert", &g)
 			}
 			switch g.Network {
-			case "tcp":
+			case "tcp", "udp":
 				_, port, err := net.SplitHostPort(g.Address)
 				if err != nil {
 					t.Fatalf("%s: %v", &g, err)

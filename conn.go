@@ -20,6 +20,14 @@ import (
 //
 // The connection counts as active until the handler returns; gozd closes it
 // then if the handler did not.
+//
+// The value gozd passes also has what the connection beneath can do:
+// io.ReaderFrom and io.WriterTo (so io.Copy uses sendfile and splice),
+// CloseWrite and CloseRead, and NetConn() net.Conn, which returns the
+// *net.TCPConn or *net.UnixConn (for SetNoDelay, SyscallConn). They are not
+// in this interface, so that tests can still fake a Conn; assert them:
+//
+//	nc := conn.(interface{ NetConn() net.Conn }).NetConn()
 type Conn interface {
 	net.Conn
 	// Context is cancelled when the daemon starts draining or closing.
@@ -104,12 +112,17 @@ type httpConn struct {
 	read atomic.Bool
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
 	mv   connMove    // handing it to the next worker (handoff.go)
+	h2c  atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
+	seen bool        // the first bytes were read
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 && !c.read.Load() {
 		c.read.Store(true)
+	}
+	if n > 0 && !c.seen {
+		c.noteFirstRead(p[:n])
 	}
 	c.afterRead(p, n)
 	return n, err

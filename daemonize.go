@@ -91,8 +91,10 @@ func Daemonize() <-chan struct{} {
 }
 
 // RegistHandler registers handler for the group named group of the running
-// worker's config: a func(Conn) for a tcp group; an http.Handler or a
-// func(http.ResponseWriter, *http.Request) for http, https and fcgi groups.
+// worker's config: a func(Conn) or a server value (see Daemon.HandleServer)
+// for a tcp group; an http.Handler or a func(http.ResponseWriter,
+// *http.Request) for http, https and fcgi groups, or an *http.Server for
+// http and https; a func(PacketConn) for a udp group.
 // name labels the handler in gozd's log. The worker starts serving, and tells
 // the master it is ready, once every group has its handler.
 //
@@ -111,10 +113,24 @@ func RegistHandler(group, name string, handler any) error {
 		err = d.HandleConn(group, h)
 	case func(http.ResponseWriter, *http.Request):
 		err = d.HandleFunc(group, h)
+	case func(PacketConn):
+		err = d.HandlePacket(group, h)
+	case *http.Server:
+		err = d.HandleServer(group, h)
 	case http.Handler:
+		// A value that is both (*grpc.Server) is a handler on http
+		// and https groups, a server on tcp groups.
+		if g, ok := d.cfg.Group(group); ok && g.Mode == ModeTCP {
+			if srv, ok := h.(Server); ok {
+				err = d.HandleServer(group, srv)
+				break
+			}
+		}
 		err = d.Handle(group, h)
+	case Server:
+		err = d.HandleServer(group, h)
 	default:
-		err = fmt.Errorf("gozd: group %q: %w: %T is neither func(gozd.Conn) nor an http handler", group, ErrHandlerKind, handler)
+		err = fmt.Errorf("gozd: group %q: %w: %T is neither func(gozd.Conn), func(gozd.PacketConn), an http handler nor a server with Serve(net.Listener)", group, ErrHandlerKind, handler)
 	}
 	if err == nil {
 		d.log.Debug("handler registered", "group", group, "handler", name)
@@ -381,4 +397,15 @@ func printErrors(err error) {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "gozd: %v\n", err)
+}
+
+// Worker returns the Daemon of this worker once Daemonize has returned, and
+// nil in any other process (or before). It is the Daemon that RegistHandler
+// registers with: a program may use its Handle, HandleConn, HandleServer,
+// HandlePacket, Ready, Draining and Addrs in production exactly as its tests
+// use a Daemon of their own.
+func Worker() *Daemon {
+	std.mu.Lock()
+	defer std.mu.Unlock()
+	return std.d
 }

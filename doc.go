@@ -1,6 +1,6 @@
 // Package gozd is a configurable zero-downtime daemon framework: a program
-// declares its listeners in a config file — groups of tcp, http, https or
-// fcgi on ports or unix sockets — registers a handler per group, and gets
+// declares its listeners in a config file — groups of tcp, http, https,
+// fcgi or udp on ports or unix sockets — registers a handler per group, and gets
 // background start, a pid file, nginx-style -s control, graceful draining,
 // and restarts into a new binary that refuse, fail or cut no connection.
 //
@@ -19,6 +19,32 @@
 //
 // Beneath it, [Daemon] serves the groups of a [Config] in one process, in
 // the style of net/http: New, Handle, Serve(ctx), Shutdown(ctx), Close.
+//
+// # Which API when
+//
+// A program run by gozd's master calls Daemonize, which returns in a worker
+// only. The seed API (Daemonize, RegistHandler) is kept, spelling and all,
+// so that programs written for the original gozd build unchanged. In a
+// worker, [Worker] returns the worker's *Daemon, the one RegistHandler
+// registers with: use its Handle, HandleConn, HandleServer, HandlePacket,
+// Ready, Draining and Addrs there, exactly as a test does on a Daemon of its
+// own made with New and Serve (no master, no reload, no pid file).
+//
+// # Handlers and servers
+//
+//	mode         takes
+//	tcp          func(Conn), or a Server: any value with Serve(net.Listener) error
+//	             (*grpc.Server: GracefulStop at the drain, Stop at drain_timeout)
+//	http, https  http.Handler, func(http.ResponseWriter, *http.Request), or an
+//	             *http.Server whose settings are kept (see Daemon.HandleServer)
+//	fcgi         http.Handler, func(http.ResponseWriter, *http.Request)
+//	udp          func(PacketConn), run once per worker; at the drain ReadFrom
+//	             fails with net.ErrClosed, WriteTo still works, and the
+//	             master keeps the socket so no datagram is lost
+//
+// The config's protocols directive (http1, h2, h2c) chooses what an http or
+// https group speaks, client_ca FILE makes an https group require client
+// certificates from those CAs.
 //
 // # Processes
 //

@@ -262,7 +262,7 @@ func (t *connTracker) checkDoneLocked() {
 // can read a request and close its connection unanswered.
 func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &drainingWriter{ResponseWriter: w, gs: gs}
+		dw := &drainingWriter{ResponseWriter: w, gs: gs, http2: r.ProtoMajor == 2}
 		defer gs.recoverHTTP(dw, r)
 		h.ServeHTTP(dw, r)
 		if dw.hijackedConn == nil {
@@ -281,6 +281,7 @@ type drainingWriter struct {
 	http.ResponseWriter
 	gs           *groupServer
 	wroteHeader  bool
+	http2        bool          // the request came over HTTP/2 (TLS or h2c)
 	hijackedConn *hijackedConn // set once the handler took the connection over
 }
 
@@ -290,7 +291,10 @@ func (w *drainingWriter) beforeHeader() {
 		return
 	}
 	w.wroteHeader = true
-	if w.gs.draining.Load() && !w.gs.tracker.moves() {
+	// An HTTP/1.x connection that moves to the new worker needs no
+	// close. An HTTP/2 one never moves: Connection: close makes net/http
+	// send GOAWAY, the only graceful end an h2c connection gets.
+	if w.gs.draining.Load() && (w.http2 || !w.gs.tracker.moves()) {
 		w.Header().Set("Connection", "close")
 	}
 }

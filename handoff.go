@@ -87,7 +87,9 @@ func handoffKindOf(gs *groupServer) (handoffKind, bool) {
 		return handoffHTTP, true
 	case gs.cfg.Mode == ModeFCGI:
 		return handoffFCGI, true
-	case gs.cfg.Mode == ModeTCP:
+	case gs.cfg.Mode == ModeTCP && gs.server == nil:
+		// A server value (servers.go) serves its own connections:
+		// none is resumed into it.
 		return handoffTCP, true
 	}
 	return 0, false
@@ -701,7 +703,9 @@ func (c *httpConn) requestDone() {
 func (c *httpConn) startMove(heir *handoffSender, group string) bool {
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
-	if c.mv.closed || c.mv.busy.Load() || heir.dead.Load() {
+	if c.mv.closed || c.mv.busy.Load() || heir.dead.Load() || c.h2c.Load() {
+		// An h2c connection speaks HTTP/2: the new worker would read
+		// its frames as an HTTP/1.x request.
 		return false
 	}
 	if c.mv.moving.Load() {

@@ -32,6 +32,8 @@ func listen(g *GroupConfig) (net.Listener, error) {
 			return nil, fmt.Errorf("%s: %w", g, err)
 		}
 		return ln, nil
+	case "udp":
+		return listenPacket(g)
 	}
 	return nil, fmt.Errorf("%s: unknown network %q", g, g.Network)
 }
@@ -300,7 +302,7 @@ func listenerFromFD(fd int, name string) (net.Listener, error) {
 		return nil, fmt.Errorf("invalid descriptor %d for %s", fd, name)
 	}
 	defer f.Close()
-	ln, err := net.FileListener(f)
+	ln, err := listenerFromFile(f) // a listener, or a udp socket
 	if err != nil {
 		return nil, fmt.Errorf("descriptor %d for %s: %w", fd, name, err)
 	}

@@ -70,7 +70,7 @@ type heldListener struct {
 // unchanged keeps its socket. An address with port 0 ("any free port") names
 // no particular socket, so there the group's name keys it.
 func listenKey(g *GroupConfig) string {
-	if g.Network == "tcp" && strings.HasSuffix(g.Address, ":0") {
+	if (g.Network == "tcp" || g.Network == "udp") && strings.HasSuffix(g.Address, ":0") {
 		return g.Network + " " + g.Address + " " + g.Name
 	}
 	return g.Network + " " + g.Address

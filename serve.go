@@ -57,6 +57,7 @@ type Daemon struct {
 	cancel    context.CancelFunc // cancels the Context of tcp Conns
 	accepting sync.WaitGroup     // the groups' accept loops
 	handoff   daemonHandoff      // connections from the previous worker, to the next (handoff.go)
+	failed    chan error         // a server value stopped serving on its own (servers.go)
 }
 
 type daemonState int
@@ -86,6 +87,7 @@ func New(cfg *Config, logger *slog.Logger) (*Daemon, error) {
 		complete: make(chan struct{}),
 		ready:    make(chan struct{}),
 		draining: make(chan struct{}),
+		failed:   make(chan error, 1),
 	}, nil
 }
 
@@ -124,13 +126,8 @@ func (d *Daemon) register(group string, handler any) error {
 	if !ok {
 		return fmt.Errorf("gozd: group %q: %w (configured: %s)", group, ErrUnknownGroup, strings.Join(d.groupNames(), ", "))
 	}
-	_, isConn := handler.(func(Conn))
-	if wantConn := g.Mode == ModeTCP; wantConn != isConn {
-		want := "an http.Handler or func(http.ResponseWriter, *http.Request)"
-		if wantConn {
-			want = "a func(gozd.Conn)"
-		}
-		return fmt.Errorf("gozd: %s: %w: want %s, got %T", g, ErrHandlerKind, want, handler)
+	if err := handlerKindError(g, handler); err != nil {
+		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -247,6 +244,13 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		gs.serveResumed(d, d.handlers[gs.cfg.Name], connCtx, &d.accepting)
 	}
 	d.mu.Unlock()
+	if err := d.waitServing(ctx, groups); err != nil {
+		d.Close()
+		if errors.Is(err, ctx.Err()) {
+			return nil
+		}
+		return err
+	}
 	close(d.ready)
 	for _, gs := range groups {
 		d.log.Debug("serving", "group", gs.cfg.Name, "mode", gs.cfg.Mode, "addr", gs.ln.Addr().String())
@@ -261,6 +265,12 @@ func (d *Daemon) Serve(ctx context.Context) error {
 	case <-d.draining:
 		d.accepting.Wait()
 		return ErrClosed
+	case err := <-d.failed:
+		d.log.Error("stopping", "err", err)
+		sctx, cancel := context.WithTimeout(context.Background(), d.cfg.drainTimeout())
+		defer cancel()
+		d.Shutdown(sctx)
+		return err
 	}
 }
 
@@ -277,13 +287,16 @@ func (d *Daemon) prepare() ([]*groupServer, error) {
 	}
 	for i := range d.cfg.Groups {
 		g := &d.cfg.Groups[i]
-		gs := &groupServer{cfg: g, log: d.log.With("group", g.Name), tracker: newConnTracker()}
+		gs := &groupServer{cfg: g, log: d.log.With("group", g.Name), tracker: newConnTracker(), failed: d.failed}
 		if g.Mode == ModeHTTPS {
 			cert, err := tls.LoadX509KeyPair(g.Cert, g.Key)
 			if err != nil {
 				return fail(fmt.Errorf("%s: loading key pair: %w", g, err))
 			}
 			gs.tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{cert}}
+			if err := g.applyClientCA(gs.tlsConfig); err != nil {
+				return fail(err)
+			}
 		}
 		d.mu.Lock()
 		ln, ok := d.inherited[g.Name]
@@ -395,7 +408,7 @@ type groupServer struct {
 
 	http     *http.Server   // http and https
 	draining atomic.Bool    // responses say "Connection: close"
-	tcp      sync.WaitGroup // running tcp handlers
+	tcp      sync.WaitGroup // running tcp handlers (and the udp handler)
 
 	// resumed serves the connections handed over by the previous worker
 	// (handoff.go).
@@ -406,10 +419,20 @@ type groupServer struct {
 	// handoff and runResumedTCP move tcp connections (handoff_tcp.go).
 	handoff       *daemonHandoff
 	runResumedTCP func(c net.Conn, state []byte)
+
+	// Server values (servers.go).
+	server         Server             // the tcp group's server value, or nil
+	serving        chan struct{}      // closed once it asks for a connection; nil: serving at start
+	untouched      atomic.Int64       // connections delivered that it has not begun with
+	cancelShutdown context.CancelFunc // ends its Shutdown(ctx)
+	failed         chan<- error       // the daemon's: a Serve that returned on its own
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
 func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.WaitGroup) {
+	if gs.startServing(handler, connCtx, wg) { // server values, udp
+		return
+	}
 	wg.Add(1)
 	switch gs.cfg.Mode {
 	case ModeTCP:
@@ -425,14 +448,7 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 			gs.logAcceptEnd(err)
 		}()
 	default: // http, https
-		gs.http = &http.Server{
-			Handler:           gs.closeWhenDraining(handler.(http.Handler)),
-			ReadHeaderTimeout: DefaultReadHeaderTimeout,
-			IdleTimeout:       DefaultIdleTimeout,
-			TLSConfig:         gs.tlsConfig,
-			ConnState:         gs.trackHTTP,
-			ErrorLog:          serverErrorLog(gs.log),
-		}
+		gs.http = gs.newHTTPServer(handler)
 		if gs.tlsConfig != nil {
 			gs.h2 = useGoAwayServer(gs.http)
 		}
@@ -440,7 +456,9 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 			defer wg.Done()
 			var err error
 			ln := httpListener{gs.ln}
-			if gs.tlsConfig != nil {
+			// By mode, not by TLSConfig: net/http's HTTP/2 setup fills
+			// that in for a plain server too (serveResumed runs one).
+			if gs.cfg.Mode == ModeHTTPS {
 				err = gs.http.ServeTLS(ln, "", "")
 			} else {
 				err = gs.http.Serve(ln)
@@ -488,6 +506,9 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 // when idle in a drain. It is asked only while draining: it copies the TLS
 // connection state.
 func isHTTP2(c net.Conn) bool {
+	if hc, ok := c.(*httpConn); ok {
+		return hc.h2c.Load()
+	}
 	tc, ok := c.(*tls.Conn)
 	return ok && tc.ConnectionState().NegotiatedProtocol == "h2"
 }
@@ -497,8 +518,11 @@ func (gs *groupServer) close() {
 	if gs.http != nil {
 		gs.http.Close()
 	}
+	if gs.server != nil {
+		gs.stopServer()
+	}
 	gs.tracker.closeAll()
-	if gs.cfg.Mode == ModeTCP {
+	if gs.cfg.Mode == ModeTCP || gs.cfg.Mode == ModeUDP {
 		done := make(chan struct{})
 		go func() { gs.tcp.Wait(); close(done) }()
 		select {

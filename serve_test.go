@@ -77,6 +77,10 @@ func registerAny(d *Daemon, group string, h any) error {
 	switch h := h.(type) {
 	case func(Conn):
 		return d.HandleConn(group, h)
+	case func(PacketConn):
+		return d.HandlePacket(group, h)
+	case Server:
+		return d.HandleServer(group, h)
 	case func(http.ResponseWriter, *http.Request):
 		return d.HandleFunc(group, h)
 	case http.Handler:

@@ -57,7 +57,7 @@ func activationListeners(cfg *Config) (map[string]net.Listener, error) {
 		return nil, err
 	}
 	for _, f := range files {
-		ln, err := net.FileListener(f)
+		ln, err := listenerFromFile(f) // a listener, or a udp socket
 		f.Close()
 		if err != nil {
 			return fail(fmt.Errorf("socket activation: %s: %w", f.Name(), err))
@@ -89,6 +89,9 @@ func activatedGroup(cfg *Config, name string, addr net.Addr) *GroupConfig {
 			return g
 		}
 		if g.Network == "tcp" && sameTCPAddr(g.Address, addr) {
+			return g
+		}
+		if g.Network == "udp" && sameUDPAddr(g.Address, addr) {
 			return g
 		}
 	}

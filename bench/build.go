@@ -44,6 +44,8 @@ func buildAll(src, dir string) (binaries, error) {
 		{"plain", versions[:1]},
 		{"gozd", versions[:]},
 		{"tableflip", versions[:]},
+		{"gozd-services", versions[:1]},
+		{"plain-services", versions[:1]},
 	} {
 		bins[b.name] = map[string]string{}
 		for _, v := range b.versions {

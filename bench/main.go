@@ -41,7 +41,7 @@ type settings struct {
 }
 
 // phases of a run, in order.
-var phases = []string{"steady", "reload", "exit", "memory", "latency", "handoff"}
+var phases = []string{"steady", "reload", "exit", "memory", "latency", "handoff", "services"}
 
 func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[phase] }
 
@@ -58,7 +58,7 @@ func main() {
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
 	flag.IntVar(&s.latencyReloads, "latency-reloads", 20, "reloads of the keep-alive POST run through the latency proxy")
 	handoffConns := flag.String("handoff-conns", "1000,10000", "idle connections of each handoff run, comma-separated")
-	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, handoff (no report file)")
+	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, handoff, services (no report file)")
 	flag.Parse()
 	for _, f := range strings.Split(*handoffConns, ",") {
 		n, err := strconv.Atoi(f)
@@ -186,6 +186,12 @@ func run(s *settings) error {
 			return err
 		}
 		r.handoffs = append(r.handoffs, h)
+	}
+	if s.runs("services") {
+		step("services: gRPC, udp, tcp proxy")
+		if r.services, err = runServices(env); err != nil {
+			return err
+		}
 	}
 	step("done")
 	r.took = time.Since(began)

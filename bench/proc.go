@@ -173,12 +173,29 @@ func (e *runEnv) start(name, version string) (*server, error) {
 		args = []string{"-pid-file", s.pidFile, "-http", httpAddr, "-tcp", tcpAddr}
 	}
 
+	if err := s.launch(args, nil); err != nil {
+		return nil, err
+	}
+	if err := s.waitServing(); err != nil {
+		s.stop()
+		return nil, fmt.Errorf("starting %s: %w; its output:\n%s", name, err, s.log.tail(20))
+	}
+	return s, nil
+}
+
+// launch starts the installed binary with args (and env added to the
+// bench's environment) in the server's directory, collecting its output in
+// the log book.
+func (s *server) launch(args, env []string) error {
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	s.cmd = exec.Command(s.bin, args...)
 	s.cmd.Dir = s.dir
+	if env != nil {
+		s.cmd.Env = append(os.Environ(), env...)
+	}
 	// A file, not a writer: exec then copies nothing and closes nothing,
 	// so tableflip's later processes, which inherit it, can write to it
 	// after the first one has exited.
@@ -190,7 +207,7 @@ func (e *runEnv) start(name, version string) (*server, error) {
 	w.Close()
 	if err != nil {
 		r.Close()
-		return nil, err
+		return err
 	}
 	live.mu.Lock()
 	live.servers = append(live.servers, s)
@@ -208,12 +225,7 @@ func (e *runEnv) start(name, version string) (*server, error) {
 		s.cmd.Wait()
 		close(s.exited)
 	}()
-
-	if err := s.waitServing(); err != nil {
-		s.stop()
-		return nil, fmt.Errorf("starting %s: %w; its output:\n%s", name, err, s.log.tail(20))
-	}
-	return s, nil
+	return nil
 }
 
 // waitServing reads the addresses and the serving pid from the start output.

@@ -19,6 +19,7 @@ type report struct {
 	reloads  []*reloadRun
 	exits    []*exitRun
 	memory   *memoryResult
+	services *servicesRun
 	phases   []phaseMark // the start of every phase, then the end
 
 	latency  []*latencyRun // latency.go
@@ -170,6 +171,7 @@ func (r *report) markdown() string {
 	r.memoryTable(p)
 	r.latencyTable(p)
 	r.handoffTable(p)
+	r.servicesTable(p)
 	r.targetTable(p)
 	return b.String()
 }

@@ -44,6 +44,11 @@ func New(validFor time.Duration) (*Pair, error) {
 		DNSNames:     []string{"localhost"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
 	}
+	return selfSigned(tmpl, key)
+}
+
+// selfSigned signs tmpl with key and returns the pair PEM-encoded.
+func selfSigned(tmpl *x509.Certificate, key *ecdsa.PrivateKey) (*Pair, error) {
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
 	if err != nil {
 		return nil, err

@@ -4,6 +4,7 @@
 //
 //	group           mode  handler
 //	web, web2       http  the version handler below
+//	tls             https the version handler below
 //	fcgi, fcgi2     fcgi  the version handler below
 //	echo            tcp   a line echo that ignores the drain, so a held
 //	                      connection keeps its old worker alive
@@ -11,6 +12,8 @@
 //	                      counting the session's lines; at the drain it
 //	                      hands the connection and the count to the new
 //	                      worker (Conn.Handoff)
+//	udp             udp   answers each datagram with "VERSION PID " and
+//	                      the datagram
 //
 // The version handler answers GET / with "VERSION PID\n" and the headers
 // X-Version and X-Pid, GET /sleep?d=DURATION after that long, and panics on
@@ -67,6 +70,8 @@ func main() {
 	}{
 		{"web", web},
 		{"web2", web},
+		{"tls", web},
+		{"udp", udpEcho},
 		{"fcgi", web},
 		{"fcgi2", web},
 		{"echo", echo},
@@ -223,5 +228,21 @@ func session(conn gozd.Conn) {
 		// leaves or drain_timeout cuts the connection.
 		fmt.Fprintf(os.Stderr, "testdaemon %s: session handoff: %v\n", version, err)
 		draining = nil
+	}
+}
+
+// udpEcho answers every datagram with "VERSION PID " and the datagram, until
+// the drain ends its reads.
+func udpEcho(pc gozd.PacketConn) {
+	buf := make([]byte, 64<<10)
+	prefix := fmt.Sprintf("%s %d ", version, os.Getpid())
+	for {
+		n, addr, err := pc.ReadFrom(buf)
+		if n > 0 {
+			pc.WriteTo(append([]byte(prefix), buf[:n]...), addr)
+		}
+		if err != nil {
+			return
+		}
 	}
 }
