@@ -84,6 +84,8 @@ type httpConn struct {
 	net.Conn
 	read atomic.Bool
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
+
+	hijacked atomic.Bool // a handler took it over (reported as such)
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {

@@ -510,6 +510,9 @@ func TestOpsControl(t *testing.T) {
 		if master != d.pid || oldW != w || newW == w {
 			t.Fatalf("-s reload: %q; want master %d, old worker %d, a new one", r.stdout, d.pid, w)
 		}
+		if want := fmt.Sprintf(", binary %s, build github.com/gozd/gozd/examples/mixed", bin); !strings.Contains(r.stdout, want) {
+			t.Errorf("-s reload: %q; want %q", r.stdout, want)
+		}
 		waitUntil(t, "the old worker gone", func() bool { return !processAlive(oldW) })
 		if got := d.worker(); got != newW {
 			t.Fatalf("worker %d serves, want %d", got, newW)
@@ -526,7 +529,7 @@ func TestOpsControl(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := d.ctl("reopen")
-		if r.code != 0 {
+		if want := fmt.Sprintf("gozd: pid %d reopened its log\n", d.pid); r.code != 0 || r.stdout != want {
 			t.Fatalf("-s reopen: %v", r)
 		}
 		waitUntil(t, "a new log file with the reopen line", func() bool {

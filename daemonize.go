@@ -31,6 +31,7 @@ type options struct {
 	config     string // absolute path
 	signal     string
 	test       bool // -t: check the config and exit
+	json       bool // -json: -s status in JSON
 	foreground bool
 	verbose    bool
 	exe        string         // the binary workers are started from
@@ -138,10 +139,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 		}
 	}
 	define("c", "configuration `file`", &opts.config)
-	define("s", "send `signal` to the running daemon: stop, quit, reopen or reload", &opts.signal)
+	define("s", "send `signal` to the running daemon: stop, quit, reopen or reload; or status to show what it does", &opts.signal)
 	define("f", "run in the foreground, logging to stderr", &opts.foreground)
 	define("v", "verbose gozd log", &opts.verbose)
 	define("t", "test the configuration file: report every error and exit, starting nothing", &opts.test)
+	define("json", "with -s status: print the status as JSON", &opts.json)
 	if !fs.Parsed() {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
@@ -153,6 +155,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	opts.config, opts.signal = value("c"), value("s")
 	opts.foreground, opts.verbose = value("f") == "true", value("v") == "true"
 	opts.test = value("t") == "true"
+	opts.json = value("json") == "true"
 	if _, ok := os.LookupEnv(envWorker); ok {
 		return opts, nil
 	}
@@ -160,8 +163,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 		return nil, errors.New("-t tests the configuration and -s sends a command: use one of them")
 	}
 	if opts.signal != "" {
-		if _, ok := controlSignals[opts.signal]; !ok {
-			return nil, fmt.Errorf("unknown -s command %q: want stop, quit, reopen or reload", opts.signal)
+		if _, ok := controlSignals[opts.signal]; !ok && opts.signal != "status" {
+			return nil, fmt.Errorf("unknown -s command %q: want stop, quit, reopen, reload or status", opts.signal)
 		}
 	}
 	if opts.config == "" {
@@ -197,6 +200,9 @@ func executablePath() (string, error) {
 func run(opts *options) int {
 	if opts.test {
 		return testConfig(opts.config)
+	}
+	if opts.signal == "status" {
+		return statusCommand(opts, os.Stdout)
 	}
 	if opts.signal != "" {
 		msg, err := control(opts, opts.signal)

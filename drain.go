@@ -39,6 +39,7 @@ type connTracker struct {
 	draining atomic.Bool   // written under mu; read without it on the per-request path
 	sealed   bool          // no connection will be added any more
 	done     chan struct{} // closed once draining, sealed and conns is empty
+	accepted atomic.Uint64 // connections ever added, for the master's counts
 }
 
 type connState struct {
@@ -54,6 +55,7 @@ func newConnTracker() *connTracker {
 
 // add tracks a new connection as busy.
 func (t *connTracker) add(c net.Conn) {
+	t.accepted.Add(1)
 	t.mu.Lock()
 	t.conns[c] = connState{}
 	t.mu.Unlock()

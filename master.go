@@ -50,6 +50,7 @@ type master struct {
 	stopping     string // "", "quit" or "stop"
 	exitCode     int
 	everReady    bool // a worker has served; until then a failure ends the master
+	ops          masterOps
 
 	events chan event
 }
@@ -100,6 +101,9 @@ const (
 	evDrainTimeout
 	evRestart
 	evConfigLoaded
+	evReport      // a worker's build or connections (report.go)
+	evSaveStatus  // time to write the state file (saveStatusSoon)
+	evLameDuckEnd // shutdown_delay is over: drain (lameduck.go)
 )
 
 type event struct {
@@ -107,6 +111,7 @@ type event struct {
 	sig  os.Signal
 	w    *worker
 	n    int
+	msg  controlMsg // evReport
 
 	// evConfigLoaded: the config a reload read, or why it could not.
 	cfg  *Config
@@ -149,6 +154,7 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		workers: make(map[int]*worker),
 		events:  make(chan event, 64),
 		notify:  newNotifier(log),
+		ops:     masterOps{started: time.Now()},
 	}
 	// Signals that arrived since Daemonize began are waiting in sigs.
 	sigs := opts.sigs
@@ -250,6 +256,13 @@ func (m *master) loop() int {
 			}
 		case evConfigLoaded:
 			m.configLoaded(ev)
+		case evReport:
+			m.takeReport(ev)
+		case evSaveStatus:
+			m.ops.statusSave.pending = false
+			m.saveStatus()
+		case evLameDuckEnd:
+			m.lameDuckEnd()
 		}
 		if m.stopping != "" && len(m.workers) == 0 {
 			m.log.Info("stopped")
@@ -642,12 +655,16 @@ func (m *master) shutdown(how string) {
 // reopen reopens the log file for logrotate. Workers write through the
 // master, so this is all it takes.
 func (m *master) reopen() {
+	// -s reopen waits for the count to pass the one it saw.
+	defer m.reopened()
+	m.ops.reopenErr = ""
 	if m.opts.foreground {
 		m.log.Info("reopen: logging to stderr in the foreground, nothing to reopen")
 		return
 	}
 	err := redirectOutput(m.cfg)
 	if err != nil {
+		m.ops.reopenErr = err.Error()
 		m.log.Error("reopen failed", "err", err)
 		return
 	}

@@ -36,6 +36,7 @@ type worker struct {
 	late    bool // killed for not being ready within ready_timeout
 	tail    *tailBuffer
 	outDone chan struct{}
+	report  workerReport // what it said of its build and connections
 }
 
 func (w *worker) String() string { return fmt.Sprintf("worker %d (pid %d)", w.gen, w.pid) }
@@ -61,7 +62,7 @@ func (w *worker) stopTimer() {
 // (acct was resolved off the master's loop): the loop must not wait on NSS.
 func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener, added []*heldListener) (*worker, error) {
 	m.gen++
-	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose}
+	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose, Reports: true}
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -143,6 +144,10 @@ func (m *master) readControl(w *worker) {
 			m.events <- event{kind: evReady, w: w}
 		case msgDraining:
 			m.events <- event{kind: evDraining, w: w, n: msg.connections}
+		default:
+			if ev, ok := reportEvent(w, msg); ok {
+				m.events <- ev
+			}
 		}
 	}
 }

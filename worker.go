@@ -65,6 +65,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		for {
 			select {
 			case <-d.Ready():
+				startReports(h, d, func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }, done)
 				fmt.Fprintf(ctl, "%s\n", msgReady)
 				log.Debug("ready")
 				return
