@@ -67,7 +67,7 @@ func control(opts *options, cmd string) (string, error) {
 	case "reload":
 		return waitReload(state, pid, st.HUPs, cfg)
 	case "quit", "stop":
-		wait := cfg.drainTimeout() + killGrace + 5*time.Second
+		wait := cfg.ShutdownDelay + cfg.drainTimeout() + killGrace + 5*time.Second
 		if cmd == "stop" {
 			wait = stopTimeout + 5*time.Second
 		}

@@ -297,7 +297,7 @@ func (m *master) signal(sig os.Signal) {
 // starting): then this one waits its turn, so that however many HUPs arrive,
 // one reload follows the last of them. configLoaded carries on.
 func (m *master) reload() {
-	if m.stopping != "" {
+	if m.stopping != "" || m.inLameDuck() {
 		return
 	}
 	if m.starting != nil || m.loading {
@@ -487,6 +487,9 @@ func (m *master) ready(w *worker) {
 	}
 	m.held = w.held
 	m.log.Info("worker ready", "worker", w.pid, "gen", w.gen, "after", took.Round(time.Microsecond))
+	if m.ops.lameDuck != lameDuckNone {
+		w.send(msgLameDuck) // a worker restarted in the lame duck
+	}
 	if w.began >= 0 {
 		m.finishReload(w.began, old, nil)
 	}
@@ -616,6 +619,9 @@ func (m *master) scheduleRestart() {
 
 // shutdown stops every worker, gracefully (quit) or now (stop).
 func (m *master) shutdown(how string) {
+	if m.lameDuckFirst(how) {
+		return
+	}
 	if m.stopping == "stop" || m.stopping == how {
 		if how == "stop" {
 			// A second Ctrl-C: no more waiting.

@@ -272,7 +272,7 @@ type masterOps struct {
 	}
 	reopens   int    // SIGUSR1s handled, for -s reopen to see its own
 	reopenErr string // why the last reopen failed
-	lameDuck  bool   // shutting down: serving on for shutdown_delay, health 503
+	lameDuck  int    // lameDuckNone, lameDuckOn or lameDuckOver (lameduck.go)
 }
 
 // workerReport is what the master knows of a worker from its reports.

@@ -56,6 +56,7 @@ type Daemon struct {
 	draining  chan struct{}      // closed when Shutdown or Close starts
 	cancel    context.CancelFunc // cancels the Context of tcp Conns
 	accepting sync.WaitGroup     // the groups' accept loops
+	ops       daemonOps          // lame duck, for health checks (health.go)
 }
 
 type daemonState int
@@ -275,6 +276,7 @@ func (d *Daemon) prepare() ([]*groupServer, error) {
 	for i := range d.cfg.Groups {
 		g := &d.cfg.Groups[i]
 		gs := &groupServer{cfg: g, log: d.log.With("group", g.Name), tracker: newConnTracker()}
+		gs.ops = &d.ops
 		if g.Mode == ModeHTTPS {
 			cert, err := tls.LoadX509KeyPair(g.Cert, g.Key)
 			if err != nil {
@@ -391,6 +393,9 @@ type groupServer struct {
 	http     *http.Server   // http and https
 	draining atomic.Bool    // responses say "Connection: close"
 	tcp      sync.WaitGroup // running tcp handlers
+
+	ops     *daemonOps   // for the health endpoint
+	metrics http.Handler // the metrics endpoint; nil = none
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -411,7 +416,7 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 		}()
 	default: // http, https
 		gs.http = &http.Server{
-			Handler:           gs.closeWhenDraining(handler.(http.Handler)),
+			Handler:           gs.closeWhenDraining(gs.withOps(handler.(http.Handler))),
 			ReadHeaderTimeout: DefaultReadHeaderTimeout,
 			IdleTimeout:       DefaultIdleTimeout,
 			TLSConfig:         gs.tlsConfig,

@@ -254,7 +254,7 @@ func (m *master) saveStatus() {
 // addOpsStatus adds to st what -s status shows: the master's start and
 // binary, its workers with their connections, the groups.
 func (m *master) addOpsStatus(st *status) {
-	st.Started, st.Exe, st.Stopping, st.LameDuck = m.ops.started, m.exe, m.stopping, m.ops.lameDuck
+	st.Started, st.Exe, st.Stopping, st.LameDuck = m.ops.started, m.exe, m.stopping, m.inLameDuck()
 	st.Reopens, st.ReopenError, st.Foreground = m.ops.reopens, m.ops.reopenErr, m.opts.foreground
 	conns := make(map[string]int)
 	for _, w := range m.workers {

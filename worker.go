@@ -87,7 +87,10 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 				continue
 			}
 			switch msg.kind {
+			case msgLameDuck:
+				d.LameDuck()
 			case msgDrain:
+				d.replacedBy()
 				fmt.Fprintf(ctl, "%s\n", controlMsg{kind: msgDraining, connections: d.connCount()})
 				drain()
 			case msgStop:
@@ -109,7 +112,7 @@ func workerSignals(sigs <-chan os.Signal, d *Daemon, drain func(), log *slog.Log
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGQUIT:
-			drain()
+			d.lameDuckThenDrain(drain)
 		case syscall.SIGINT:
 			d.Close()
 		case syscall.SIGHUP:
