@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -39,8 +40,9 @@ type options struct {
 }
 
 var std struct {
-	mu sync.Mutex
-	d  *Daemon
+	mu  sync.Mutex
+	d   *Daemon
+	log *slog.Logger // the worker's, for Logger
 }
 
 // Daemonize reads the command line (-c FILE, -s stop|quit|reopen|reload, -f,
@@ -73,8 +75,11 @@ func Daemonize() <-chan struct{} {
 		var done <-chan struct{}
 		if d, done, err = runWorker(h, sigs); err == nil {
 			std.mu.Lock()
-			std.d = d
+			std.d, std.log = d, d.log
 			std.mu.Unlock()
+			// The program's slog and log lines carry the worker's
+			// pid and generation, in the config's format.
+			slog.SetDefault(d.log)
 			return done
 		}
 	}

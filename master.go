@@ -141,7 +141,7 @@ var loadReloadConfig = func(path string) (*Config, *account, error) {
 func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 	out := newLogWriter(os.Stderr, "pid", os.Getpid(), "role", "master")
 	defer out.flush(logFlushWait)
-	log := newLogger(out, opts.verbose, "master", 0)
+	log, logSettings := newConfiguredLogger(out, opts.verbose, "master", 0, cfg)
 	m := &master{
 		opts:    opts,
 		cfg:     cfg,
@@ -154,7 +154,7 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		workers: make(map[int]*worker),
 		events:  make(chan event, 64),
 		notify:  newNotifier(log),
-		ops:     masterOps{started: time.Now()},
+		ops:     masterOps{started: time.Now(), log: logSettings},
 	}
 	// Signals that arrived since Daemonize began are waiting in sigs.
 	sigs := opts.sigs
@@ -240,7 +240,7 @@ func (m *master) loop() int {
 			}
 		case evDrainTimeout:
 			if m.workers[ev.w.pid] == ev.w {
-				m.log.Warn("worker outlived its drain; killing it", "worker", ev.w.pid, "gen", ev.w.gen)
+				m.log.Warn("worker outlived its drain; killing it", "worker", ev.w.pid, "gen", ev.w.gen, "held_by", ev.w.report.stats.heldBy())
 				syscall.Kill(ev.w.pid, syscall.SIGKILL)
 			}
 		case evRestart:
@@ -472,6 +472,7 @@ func (m *master) ready(w *worker) {
 	old := m.current
 	m.current = w
 	m.cfg, m.acct = w.cfg, w.acct
+	m.ops.log.apply(w.cfg) // log_level and log_format as the config now served says
 	took := time.Since(w.started)
 	m.everReady = true
 	if old != nil {

@@ -217,6 +217,9 @@ func (d *Daemon) stats() *workerStats {
 // heldBy describes what keeps a drain from finishing: "web: 2 http
 // active, 1 hijacked; echo: 1 tcp".
 func (s *workerStats) heldBy() string {
+	if s == nil {
+		return "unknown"
+	}
 	var groups []string
 	for _, g := range s.Groups {
 		if len(g.Kinds) == 0 {
@@ -273,6 +276,7 @@ type masterOps struct {
 	reopens   int    // SIGUSR1s handled, for -s reopen to see its own
 	reopenErr string // why the last reopen failed
 	lameDuck  int    // lameDuckNone, lameDuckOn or lameDuckOver (lameduck.go)
+	log       *logSettings
 }
 
 // workerReport is what the master knows of a worker from its reports.

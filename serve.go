@@ -326,7 +326,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		select {
 		case <-gs.tracker.done:
 		case <-ctx.Done():
-			d.log.Warn("drain cut short; closing the remaining connections", "connections", d.connCount(), "err", ctx.Err())
+			d.log.Warn("drain cut short; closing the remaining connections", "connections", d.connCount(), "held_by", d.stats().heldBy(), "err", ctx.Err())
 			d.Close()
 			return ctx.Err()
 		}

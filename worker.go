@@ -20,7 +20,7 @@ import (
 // caught since Daemonize began. The returned channel is closed once serving
 // is over.
 func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, error) {
-	log := newLogger(os.Stderr, h.Verbose, "worker", h.Generation)
+	log, _ := newConfiguredLogger(os.Stderr, h.Verbose, "worker", h.Generation, h.Config)
 	ctlFile := os.NewFile(workerControlFD, "gozd-control")
 	ctl, err := net.FileConn(ctlFile)
 	ctlFile.Close()

@@ -10,7 +10,8 @@
 //
 // The version handler answers GET / with "VERSION PID\n" and the headers
 // X-Version and X-Pid, GET /sleep?d=DURATION after that long, and panics on
-// GET /panic; the echo panics on the line "panic".
+// GET /panic, and logs the query parameter m on GET /log (log.Printf and
+// gozd.Logger); the echo panics on the line "panic".
 //
 // Build with -ldflags "-X main.version=v2 -X main.behavior=B" where B is
 // empty for a normal daemon, "crash" for a worker that exits 3 right after
@@ -23,6 +24,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"log"
 	"net/http"
 	"os"
 	"strconv"
@@ -77,6 +79,12 @@ func serveVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
 	if r.URL.Path == "/panic" {
 		panic("testdaemon: panic on purpose")
+	}
+	if r.URL.Path == "/log" {
+		// The program's own log lines, through the standard log package
+		// and through gozd.Logger.
+		log.Printf("testdaemon: %s", r.URL.Query().Get("m"))
+		gozd.Logger().Info("testdaemon slog", "m", r.URL.Query().Get("m"))
 	}
 	if r.URL.Path == "/sleep" {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))
