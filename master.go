@@ -156,6 +156,7 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		notify:  newNotifier(log),
 		ops:     masterOps{started: time.Now(), log: logSettings},
 	}
+	setProcName("master")
 	// Signals that arrived since Daemonize began are waiting in sigs.
 	sigs := opts.sigs
 	if sigs == nil {

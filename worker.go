@@ -31,6 +31,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 	if err != nil {
 		return nil, nil, err
 	}
+	nameWorker(d, h.Generation)
 	d.inherited = make(map[string]net.Listener, len(h.Listeners))
 	names := make([]string, 0, len(h.Listeners))
 	for name := range h.Listeners {
