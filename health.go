@@ -10,6 +10,7 @@ import (
 type daemonOps struct {
 	lameDuck atomic.Bool // shutting down: health checks fail, serving goes on
 	replaced atomic.Bool // draining because a newer worker serves: health stays 200
+	metrics  metricsOps
 }
 
 // LameDuck starts a graceful shutdown's first phase: health endpoints
@@ -69,10 +70,8 @@ func (gs *groupServer) withOps(h http.Handler) http.Handler {
 				gs.serveHealth(w)
 				return
 			case gs.cfg.Metrics:
-				if gs.metrics != nil {
-					gs.metrics.ServeHTTP(w, r)
-					return
-				}
+				gs.serveMetrics(w)
+				return
 			}
 		}
 		h.ServeHTTP(w, r)

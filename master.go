@@ -154,7 +154,7 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		workers: make(map[int]*worker),
 		events:  make(chan event, 64),
 		notify:  newNotifier(log),
-		ops:     masterOps{started: time.Now(), log: logSettings},
+		ops:     masterOps{started: time.Now(), log: logSettings, metrics: newMasterMetrics()},
 	}
 	setProcName("master")
 	// Signals that arrived since Daemonize began are waiting in sigs.
@@ -278,6 +278,7 @@ func (m *master) signal(sig os.Signal) {
 	case syscall.SIGCHLD:
 		m.reap()
 	case syscall.SIGHUP:
+		m.ops.metrics.reloadBegins()
 		m.hups++
 		m.log.Info("reload asked")
 		m.reload()
@@ -545,6 +546,7 @@ func exitDescription(ws unix.WaitStatus) string {
 
 // exited deals with a worker that is gone.
 func (m *master) exited(w *worker, ws unix.WaitStatus) {
+	m.workerGone(w)
 	w.stopTimer()
 	w.ctl.Close()
 	how := exitDescription(ws)

@@ -33,7 +33,12 @@ func parseReportMsg(kind, arg string, hasArg bool) (m controlMsg, ok bool, err e
 			return controlMsg{}, true, fmt.Errorf("control message %q: want a JSON object", kind)
 		}
 		return controlMsg{kind: kind, payload: arg}, true, nil
-	case msgLameDuck:
+	case msgMetrics:
+		if !hasArg || !strings.HasPrefix(arg, `"`) || !json.Valid([]byte(arg)) {
+			return controlMsg{}, true, fmt.Errorf("control message %q: want a JSON string", kind)
+		}
+		return controlMsg{kind: kind, payload: arg}, true, nil
+	case msgLameDuck, msgScrape:
 		if hasArg {
 			return controlMsg{}, true, fmt.Errorf("control message %q takes no argument", kind)
 		}
@@ -277,6 +282,7 @@ type masterOps struct {
 	reopenErr string // why the last reopen failed
 	lameDuck  int    // lameDuckNone, lameDuckOn or lameDuckOver (lameduck.go)
 	log       *logSettings
+	metrics   *masterMetrics
 }
 
 // workerReport is what the master knows of a worker from its reports.
@@ -285,11 +291,14 @@ type workerReport struct {
 	stats *workerStats
 }
 
-// reportEvent turns a report message of w into an event for the loop.
-func reportEvent(w *worker, msg controlMsg) (event, bool) {
+// reportEvent turns a report message of w into an event for the loop. A
+// scrape is answered at once, off the loop.
+func (m *master) reportEvent(w *worker, msg controlMsg) (event, bool) {
 	switch msg.kind {
 	case msgBuild, msgStats:
 		return event{kind: evReport, w: w, msg: msg}, true
+	case msgScrape:
+		m.answerScrape(w)
 	}
 	return event{}, false
 }
@@ -313,6 +322,7 @@ func (m *master) takeReport(ev event) {
 			return
 		}
 		w.report.stats = &s
+		m.updateMetrics()
 	}
 	if m.workers[w.pid] == w {
 		m.saveStatusSoon()
@@ -344,5 +354,6 @@ func startReports(h *handover, d *Daemon, send func(controlMsg), done <-chan str
 	if msg, ok := buildMsg(); ok {
 		send(msg)
 	}
+	d.ops.metrics.master.Store(newMasterMetricsClient(send))
 	go reportToMaster(d, send, done)
 }

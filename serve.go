@@ -394,8 +394,7 @@ type groupServer struct {
 	draining atomic.Bool    // responses say "Connection: close"
 	tcp      sync.WaitGroup // running tcp handlers
 
-	ops     *daemonOps   // for the health endpoint
-	metrics http.Handler // the metrics endpoint; nil = none
+	ops *daemonOps // for the health and metrics endpoints
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.

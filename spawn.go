@@ -145,7 +145,7 @@ func (m *master) readControl(w *worker) {
 		case msgDraining:
 			m.events <- event{kind: evDraining, w: w, n: msg.connections}
 		default:
-			if ev, ok := reportEvent(w, msg); ok {
+			if ev, ok := m.reportEvent(w, msg); ok {
 				m.events <- ev
 			}
 		}

@@ -232,6 +232,7 @@ func (m *master) finishReload(began int, old *worker, err error) {
 	}
 	r.Time = time.Now()
 	m.status.last = r
+	m.ops.metrics.reloadEnded(err == nil)
 	m.saveStatus()
 }
 
@@ -245,6 +246,7 @@ func (m *master) saveStatus() {
 		st.Worker = m.current.pid
 	}
 	m.addOpsStatus(st)
+	m.updateMetrics()
 	m.ops.statusSave.last = time.Now()
 	if err := m.status.write(st); err != nil {
 		m.log.Warn("writing the state file failed", "err", err, "path", m.status.path)

@@ -90,6 +90,10 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 			switch msg.kind {
 			case msgLameDuck:
 				d.LameDuck()
+			case msgMetrics:
+				if c := d.ops.metrics.master.Load(); c != nil {
+					c.deliver(msg.payload)
+				}
 			case msgDrain:
 				d.replacedBy()
 				fmt.Fprintf(ctl, "%s\n", controlMsg{kind: msgDraining, connections: d.connCount()})
