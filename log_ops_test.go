@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"encoding/json"
 	"fmt"
-	"net"
 	"strings"
 	"syscall"
 	"testing"
@@ -85,14 +84,7 @@ listen 127.0.0.1:0
 mode   http
 listen 127.0.0.1:0
 `)
-	c, err := net.DialTimeout("tcp", d.addrs["echo"], waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := echoLine(c, bufio.NewReader(c), "hello"); err != nil {
-		t.Fatal(err)
-	}
+	holdEcho(t, d.addrs["echo"])
 	d.proc.signal(syscall.SIGHUP)
 	line := d.proc.waitOutput(`msg="drain cut short; closing the remaining connections"`)
 	if !strings.Contains(line, `held_by="echo: 1 tcp"`) {

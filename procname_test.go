@@ -1,9 +1,7 @@
 package gozd_test
 
 import (
-	"bufio"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -44,14 +42,7 @@ listen 127.0.0.1:0
 	})
 	waitUntil(t, "the worker named", func() bool { return procComm(old) == "app: worker 1" })
 
-	c, err := net.DialTimeout("tcp", addrs["echo"], waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := echoLine(c, bufio.NewReader(c), "hold"); err != nil {
-		t.Fatal(err)
-	}
+	holdEcho(t, addrs["echo"])
 	p.signal(syscall.SIGHUP)
 	// "app: worker 1 draining", cut at 15 bytes.
 	waitUntil(t, "the old worker named draining", func() bool { return procComm(old) == "app: worker 1 d" })

@@ -99,14 +99,7 @@ listen 127.0.0.1:0
 		}
 	}
 
-	c, err := net.DialTimeout("tcp", d.addrs["echo"], waitTimeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if err := echoLine(c, bufio.NewReader(c), "hello"); err != nil {
-		t.Fatal(err)
-	}
+	c := holdEcho(t, d.addrs["echo"])
 	st := d.waitStatus("one echo connection", func(st statusJSON) bool {
 		return len(st.Groups) == 2 && st.Groups[0].Connections == 1
 	})
@@ -153,4 +146,19 @@ listen 127.0.0.1:0
 	if r.code != 3 || strings.TrimSpace(r.stdout) != fmt.Sprintf(`{"running":false,"pidfile":"%s/gozd.pid"}`, d.dir) {
 		t.Errorf("-s status -json of a stopped daemon: %v", r)
 	}
+}
+
+// holdEcho opens a connection to the echo group at addr and exchanges a
+// line on it, so that the worker holds it; the test's end closes it.
+func holdEcho(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if err := echoLine(c, bufio.NewReader(c), "hold"); err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
