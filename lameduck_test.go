@@ -223,3 +223,42 @@ health /healthz
 		t.Errorf("%d of %d health checks failed across reloads: %q", len(bad), checks, bad)
 	}
 }
+
+// TestLameDuckWholeGroup: systemd's stop signals every process of the
+// service at once (KillMode=control-group). A worker that gets the signal
+// itself keeps serving through shutdown_delay too, instead of draining
+// while its master still holds the listeners open.
+func TestLameDuckWholeGroup(t *testing.T) {
+	const delay = 3 * time.Second
+	d := startMaster(t, newDaemonDir(t), fmt.Sprintf(`
+shutdown_delay %s
+[web]
+mode   http
+listen 127.0.0.1:0
+health /healthz
+`, delay))
+	base := "http://" + d.addrs["web"]
+	w := d.worker()
+	sent := time.Now()
+	syscall.Kill(w, syscall.SIGQUIT)
+	d.proc.signal(syscall.SIGQUIT)
+	waitUntil(t, "health to answer 503", func() bool {
+		code, _, err := freshGet(base + "/healthz")
+		return err == nil && code == http.StatusServiceUnavailable
+	})
+	if time.Since(sent) >= delay/2 {
+		t.Skipf("health failed only %s after the signal; too slow a machine to tell", time.Since(sent))
+	}
+	for time.Since(sent) < delay/2 {
+		code, body, err := freshGet(base + "/")
+		if err != nil || code != 200 || !strings.HasPrefix(body, fmt.Sprintf("v1 %d", w)) {
+			t.Fatalf("new connection %s into the lame duck: %d %q %v", time.Since(sent), code, body, err)
+		}
+	}
+	if code := d.proc.wait(); code != 0 {
+		t.Errorf("master exit status %d, want 0", code)
+	}
+	if n := d.logCount(`msg="worker died`); n != 0 {
+		t.Errorf("the worker was taken for dead:\n%s", d.proc.out.String())
+	}
+}
