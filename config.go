@@ -59,6 +59,8 @@ type Config struct {
 	UserGroup    string        // group workers run as (the group directive), name or gid; "" = unchanged
 	MaxFDs       uint64        // RLIMIT_NOFILE; 0 = unchanged
 	Groups       []GroupConfig // in file order
+
+	OpsConfig // shutdown_delay, log_level, log_format (config_ops.go)
 }
 
 // GroupConfig is one listener group: a named address served in one Mode.
@@ -72,6 +74,8 @@ type GroupConfig struct {
 	Chmod   os.FileMode // unix sockets: mode of the socket file; 0 = as created (0777 minus the umask)
 	Owner   string      // unix sockets: owner of the socket file, "user:group", "user" or ":group" (names or ids); "" = the master's
 	Line    int         // line of the [Name] header in Config.File, for messages; 0 when built in code
+	Health  string      // http, https: path gozd answers health checks on itself; "" = none
+	Metrics string      // http, https: path gozd serves Prometheus metrics on; "" = none
 
 	// Owner's ids as the parse looked them up, so the master binding the
 	// socket does no user lookup (NSS, LDAP: it may hang) in its loop.
@@ -636,6 +640,9 @@ func (p *configParser) endGroup() error {
 	if err := p.endGroupServing(); err != nil {
 		return err
 	}
+	if err := p.checkOpsGroup(); err != nil {
+		return err
+	}
 	if err := g.validate(); err != nil {
 		return &ConfigError{File: p.cfg.File, Line: g.Line, Err: err}
 	}
@@ -722,6 +729,8 @@ func (p *configParser) setGroup(name, value string) error {
 			return err
 		}
 		g.Owner, g.owner = value, &ownerIDs{uid, gid}
+	default:
+		return p.setOpsGroup(name, value)
 	}
 	return nil
 }
@@ -846,6 +855,8 @@ func (p *configParser) setGlobal(name, value string) error {
 			return fmt.Errorf("bad group id %q", value)
 		}
 		c.UserGroup = value
+	default:
+		return p.setOpsGlobal(name, value)
 	}
 	return nil
 }

@@ -114,6 +114,8 @@ type httpConn struct {
 	mv   connMove    // handing it to the next worker (handoff.go)
 	h2c  atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
 	seen bool        // the first bytes were read
+
+	hijacked atomic.Bool // a handler took it over (reported as such)
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {

@@ -1,8 +1,10 @@
 package gozd
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -65,7 +67,7 @@ func control(opts *options, cmd string) (string, error) {
 	case "reload":
 		return waitReload(state, pid, st.HUPs, cfg)
 	case "quit", "stop":
-		wait := cfg.drainTimeout() + killGrace + 5*time.Second
+		wait := cfg.ShutdownDelay + cfg.drainTimeout() + killGrace + 5*time.Second
 		if cmd == "stop" {
 			wait = stopTimeout + 5*time.Second
 		}
@@ -79,7 +81,7 @@ func control(opts *options, cmd string) (string, error) {
 		}
 		return fmt.Sprintf("gozd: pid %d stopped (%s)", pid, cmd), nil
 	}
-	return fmt.Sprintf("gozd: pid %d asked to reopen its log", pid), nil
+	return waitReopen(state, pid, st.Reopens)
 }
 
 // waitReload waits for the master to finish a reload that began after the
@@ -101,9 +103,9 @@ func waitReload(statePath string, pid, hups int, cfg *Config) (string, error) {
 				return "", fmt.Errorf("reload failed, old worker %d keeps serving: %s", st.Worker, st.Last.Error)
 			}
 			if st.Last.OldWorker == 0 {
-				return fmt.Sprintf("gozd: reloaded pid %d: worker %d serves (none was serving before)", pid, st.Last.NewWorker), nil
+				return fmt.Sprintf("gozd: reloaded pid %d: worker %d serves (none was serving before)%s", pid, st.Last.NewWorker, st.Last.binary()), nil
 			}
-			return fmt.Sprintf("gozd: reloaded pid %d: worker %d replaced worker %d", pid, st.Last.NewWorker, st.Last.OldWorker), nil
+			return fmt.Sprintf("gozd: reloaded pid %d: worker %d replaced worker %d%s", pid, st.Last.NewWorker, st.Last.OldWorker, st.Last.binary()), nil
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -181,4 +183,162 @@ func procEffectiveUID(pid int) (uint32, error) {
 		}
 	}
 	return 0, fmt.Errorf("%s: no Uid line", p)
+}
+
+// Exit statuses of -s status, as LSB init scripts expect them.
+const (
+	ExitNotRunning    = 3 // no daemon runs for the config
+	ExitStatusUnknown = 4 // the daemon's state could not be read or trusted
+)
+
+// statusCommand is -s status: it prints what the daemon of opts.config is
+// doing, read from its state file, to out, in JSON with -json, and returns
+// the exit status: ExitOK, ExitNotRunning, or ExitStatusUnknown with the
+// reason on stderr.
+func statusCommand(opts *options, out io.Writer) int {
+	unknown := func(err error) int {
+		fmt.Fprintf(os.Stderr, "gozd: status unknown: %v\n", err)
+		return ExitStatusUnknown
+	}
+	cfg, err := LoadConfig(opts.config)
+	if err != nil {
+		return unknown(err)
+	}
+	path := pidPath(cfg)
+	if cfg.PidFile == "" {
+		if err := defaultRunDir(cfg).check(); err != nil {
+			return unknown(err)
+		}
+	}
+	pid, owner, err := runningPid(path)
+	if errors.Is(err, ErrNotRunning) {
+		if opts.json {
+			b, _ := json.Marshal(statusReport{PidFile: path})
+			fmt.Fprintf(out, "%s\n", b)
+		} else {
+			fmt.Fprintf(out, "gozd: not running (config %s, pid file %s)\n", opts.config, path)
+		}
+		return ExitNotRunning
+	}
+	if err != nil {
+		return unknown(err)
+	}
+	st, err := readStatus(statePath(path))
+	if err != nil {
+		return unknown(fmt.Errorf("daemon pid %d: %w", pid, err))
+	}
+	if err := verifyMaster(pid, owner, st, path, opts.config); err != nil {
+		return unknown(err)
+	}
+	r := statusReport{Running: true, PidFile: path, status: st}
+	if !st.Started.IsZero() {
+		r.Uptime = time.Since(st.Started).Seconds()
+	}
+	if opts.json {
+		b, err := json.MarshalIndent(r, "", "  ")
+		if err != nil {
+			return unknown(err)
+		}
+		fmt.Fprintf(out, "%s\n", b)
+		return ExitOK
+	}
+	io.WriteString(out, r.text())
+	return ExitOK
+}
+
+// statusReport is what -s status prints: the state file and what -s
+// found out itself.
+type statusReport struct {
+	Running bool    `json:"running"`
+	PidFile string  `json:"pidfile"`
+	Uptime  float64 `json:"uptime_seconds,omitempty"`
+	*status
+}
+
+// text is the report for people.
+func (r statusReport) text() string {
+	st := r.status
+	var b strings.Builder
+	state := "running"
+	switch {
+	case st.LameDuck:
+		state = "shutting down (lame duck: health checks fail, still serving)"
+	case st.Stopping != "":
+		state = "shutting down (" + st.Stopping + ")"
+	}
+	fmt.Fprintf(&b, "gozd: %s, master pid %d, up %s\n", state, st.Pid, time.Duration(r.Uptime*float64(time.Second)).Round(time.Second))
+	fmt.Fprintf(&b, "  config  %s\n", st.Config)
+	fmt.Fprintf(&b, "  binary  %s\n", st.Exe)
+	fmt.Fprintf(&b, "  pid file %s\n", r.PidFile)
+	if st.Worker == 0 {
+		b.WriteString("  no worker serving\n")
+	}
+	for _, w := range st.Workers {
+		switch w.State {
+		case "serving":
+			fmt.Fprintf(&b, "  worker  pid %d, generation %d, serving since %s, %d connections; build %s\n",
+				w.Pid, w.Gen, w.Started.Format(time.RFC3339), w.Connections, w.Build)
+		case "draining":
+			fmt.Fprintf(&b, "  worker  pid %d, generation %d, draining for %s, %d connections left\n",
+				w.Pid, w.Gen, time.Since(w.Draining).Round(time.Second), w.Connections)
+		default:
+			fmt.Fprintf(&b, "  worker  pid %d, generation %d, %s since %s\n", w.Pid, w.Gen, w.State, w.Started.Format(time.RFC3339))
+		}
+	}
+	for _, g := range st.Groups {
+		fmt.Fprintf(&b, "  group   %s %s on %s, %d connections\n", g.Name, g.Mode, g.Addr, g.Connections)
+	}
+	if l := st.Last; l != nil {
+		when := ""
+		if !l.Time.IsZero() {
+			when = " at " + l.Time.Format(time.RFC3339)
+		}
+		if l.OK {
+			fmt.Fprintf(&b, "  last reload ok%s: worker %d%s\n", when, l.NewWorker, l.binary())
+		} else {
+			fmt.Fprintf(&b, "  last reload FAILED%s: %s\n", when, firstLine(l.Error))
+		}
+	} else {
+		b.WriteString("  no reload yet\n")
+	}
+	return b.String()
+}
+
+// firstLine is s up to its first newline: a failed worker's output is
+// quoted in its reload error.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// binary names the binary and build a reload started, for -s reload.
+func (r *reloadResult) binary() string {
+	if r.Exe == "" {
+		return ""
+	}
+	return fmt.Sprintf(", binary %s, build %s", r.Exe, r.Build)
+}
+
+// waitReopen waits for the master to handle the SIGUSR1 it was sent (the
+// reopen count passed reopens) and reports how it went.
+func waitReopen(statePath string, pid, reopens int) (string, error) {
+	wait := 10 * time.Second
+	deadline := time.Now().Add(wait)
+	for time.Now().Before(deadline) {
+		st, err := readStatus(statePath)
+		if errors.Is(err, os.ErrNotExist) {
+			return "", fmt.Errorf("daemon pid %d exited before reopening its log", pid)
+		}
+		if err == nil && st.Reopens > reopens {
+			switch {
+			case st.ReopenError != "":
+				return "", fmt.Errorf("pid %d could not reopen its log: %s", pid, st.ReopenError)
+			case st.Foreground:
+				return fmt.Sprintf("gozd: pid %d runs in the foreground and logs to stderr: nothing to reopen", pid), nil
+			}
+			return fmt.Sprintf("gozd: pid %d reopened its log", pid), nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return "", fmt.Errorf("pid %d did not confirm the reopen within %s (a gozd before reopen confirmations?)", pid, wait)
 }

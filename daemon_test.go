@@ -510,6 +510,9 @@ func TestOpsControl(t *testing.T) {
 		if master != d.pid || oldW != w || newW == w {
 			t.Fatalf("-s reload: %q; want master %d, old worker %d, a new one", r.stdout, d.pid, w)
 		}
+		if want := fmt.Sprintf(", binary %s, build github.com/gozd/gozd/examples/mixed", bin); !strings.Contains(r.stdout, want) {
+			t.Errorf("-s reload: %q; want %q", r.stdout, want)
+		}
 		waitUntil(t, "the old worker gone", func() bool { return !processAlive(oldW) })
 		if got := d.worker(); got != newW {
 			t.Fatalf("worker %d serves, want %d", got, newW)
@@ -526,7 +529,7 @@ func TestOpsControl(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := d.ctl("reopen")
-		if r.code != 0 {
+		if want := fmt.Sprintf("gozd: pid %d reopened its log\n", d.pid); r.code != 0 || r.stdout != want {
 			t.Fatalf("-s reopen: %v", r)
 		}
 		waitUntil(t, "a new log file with the reopen line", func() bool {
@@ -1152,8 +1155,11 @@ func TestOpsExampleDeployFiles(t *testing.T) {
 			}
 			stop := opsUnitValues(t, s, "TimeoutStopSec")
 			d, err := time.ParseDuration(strings.Join(stop, ""))
-			if err != nil || d <= cfg.DrainTimeout+2*time.Second {
-				t.Errorf("%s: TimeoutStopSec=%q, want more than drain_timeout %s plus 2s", s, stop, cfg.DrainTimeout)
+			if err != nil || d < cfg.ShutdownDelay+cfg.DrainTimeout+5*time.Second {
+				t.Errorf("%s: TimeoutStopSec=%q, want at least shutdown_delay %s + drain_timeout %s + 5s", s, stop, cfg.ShutdownDelay, cfg.DrainTimeout)
+			}
+			if got := opsUnitValues(t, s, "Restart"); len(got) != 1 || got[0] != "on-failure" {
+				t.Errorf("%s: Restart=%q, want on-failure", s, got)
 			}
 		}
 	})
@@ -1168,6 +1174,39 @@ func TestOpsExampleDeployFiles(t *testing.T) {
 			if g.Network == "tcp" && strings.HasPrefix(g.Address, "127.") {
 				t.Errorf("group %s listens on %s, out of reach of a published port", g.Name, g.Address)
 			}
+		}
+	})
+
+	t.Run("kubernetes", func(t *testing.T) {
+		cfg := parse(t, "examples/kubernetes/gozd.conf")
+		dep := opsReadFile(t, "examples/kubernetes/deployment.yaml")
+		field := func(name string) string {
+			m := regexp.MustCompile(`(?m)^\s*` + name + `:\s*(.+)$`).FindStringSubmatch(dep)
+			if m == nil {
+				t.Fatalf("deployment.yaml: no %s", name)
+			}
+			return strings.TrimSpace(m[1])
+		}
+		grace, err := strconv.Atoi(field("terminationGracePeriodSeconds"))
+		if need := cfg.ShutdownDelay + cfg.DrainTimeout + 5*time.Second; err != nil || time.Duration(grace)*time.Second < need {
+			t.Errorf("terminationGracePeriodSeconds %d, want at least shutdown_delay + drain_timeout + 5s = %s", grace, need)
+		}
+		if cfg.ShutdownDelay <= 0 {
+			t.Errorf("no shutdown_delay: the pod would refuse connections until the endpoints are updated")
+		}
+		web, ok := cfg.Group("web")
+		if !ok || web.Health == "" {
+			t.Fatalf("no health path on the web group")
+		}
+		probe := dep[strings.Index(dep, "readinessProbe:"):]
+		if m := regexp.MustCompile(`path:\s*(\S+)`).FindStringSubmatch(probe); m == nil || m[1] != web.Health {
+			t.Errorf("readiness probe path %v, want the health path %s", m, web.Health)
+		}
+		if strings.Contains(dep, "preStop:") {
+			t.Errorf("deployment.yaml has a preStop hook: the lame duck makes it needless")
+		}
+		if cmd := field("command"); !strings.Contains(cmd, `"-f"`) || !strings.Contains(cmd, "/etc/gozd/conf/gozd.conf") {
+			t.Errorf("command %s: want the master in the foreground with the mounted config", cmd)
 		}
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
 	"os"
@@ -31,6 +32,7 @@ type options struct {
 	config     string // absolute path
 	signal     string
 	test       bool // -t: check the config and exit
+	json       bool // -json: -s status in JSON
 	foreground bool
 	verbose    bool
 	exe        string         // the binary workers are started from
@@ -38,8 +40,9 @@ type options struct {
 }
 
 var std struct {
-	mu sync.Mutex
-	d  *Daemon
+	mu  sync.Mutex
+	d   *Daemon
+	log *slog.Logger // the worker's, for Logger
 }
 
 // Daemonize reads the command line (-c FILE, -s stop|quit|reopen|reload, -f,
@@ -72,8 +75,11 @@ func Daemonize() <-chan struct{} {
 		var done <-chan struct{}
 		if d, done, err = runWorker(h, sigs); err == nil {
 			std.mu.Lock()
-			std.d = d
+			std.d, std.log = d, d.log
 			std.mu.Unlock()
+			// The program's slog and log lines carry the worker's
+			// pid and generation, in the config's format.
+			slog.SetDefault(d.log)
 			return done
 		}
 	}
@@ -154,10 +160,11 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 		}
 	}
 	define("c", "configuration `file`", &opts.config)
-	define("s", "send `signal` to the running daemon: stop, quit, reopen or reload", &opts.signal)
+	define("s", "send `signal` to the running daemon: stop, quit, reopen or reload; or status to show what it does", &opts.signal)
 	define("f", "run in the foreground, logging to stderr", &opts.foreground)
 	define("v", "verbose gozd log", &opts.verbose)
 	define("t", "test the configuration file: report every error and exit, starting nothing", &opts.test)
+	define("json", "with -s status: print the status as JSON", &opts.json)
 	if !fs.Parsed() {
 		if err := fs.Parse(args); err != nil {
 			return nil, err
@@ -169,6 +176,7 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 	opts.config, opts.signal = value("c"), value("s")
 	opts.foreground, opts.verbose = value("f") == "true", value("v") == "true"
 	opts.test = value("t") == "true"
+	opts.json = value("json") == "true"
 	if _, ok := os.LookupEnv(envWorker); ok {
 		return opts, nil
 	}
@@ -176,8 +184,8 @@ func parseFlags(fs *flag.FlagSet, args []string) (*options, error) {
 		return nil, errors.New("-t tests the configuration and -s sends a command: use one of them")
 	}
 	if opts.signal != "" {
-		if _, ok := controlSignals[opts.signal]; !ok {
-			return nil, fmt.Errorf("unknown -s command %q: want stop, quit, reopen or reload", opts.signal)
+		if _, ok := controlSignals[opts.signal]; !ok && opts.signal != "status" {
+			return nil, fmt.Errorf("unknown -s command %q: want stop, quit, reopen, reload or status", opts.signal)
 		}
 	}
 	if opts.config == "" {
@@ -213,6 +221,9 @@ func executablePath() (string, error) {
 func run(opts *options) int {
 	if opts.test {
 		return testConfig(opts.config)
+	}
+	if opts.signal == "status" {
+		return statusCommand(opts, os.Stdout)
 	}
 	if opts.signal != "" {
 		msg, err := control(opts, opts.signal)

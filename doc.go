@@ -148,10 +148,17 @@
 //	-s reopen  SIGUSR1  reopen the log file (logrotate); workers log
 //	                    through the master
 //	-s reload  SIGHUP   zero-downtime restart into the binary now on disk
+//	-s status  (none)   print master, workers, groups, last reload; exit 3
+//	                    when no daemon runs (-json for scripts)
+//
+// With shutdown_delay set, SIGTERM, SIGQUIT and -s quit first enter the lame
+// duck: health paths answer 503 while everything else is served and
+// accepted as before, for shutdown_delay; then the drain runs. -s stop
+// skips it.
 //
 // Workers run in their own process group, so a Ctrl-C in a terminal reaches
 // the master alone, which then stops them. Signalled directly, a worker
-// drains on SIGTERM and SIGQUIT, stops on SIGINT and ignores SIGHUP and
+// drains on SIGTERM and SIGQUIT (after its lame duck), stops on SIGINT and ignores SIGHUP and
 // SIGUSR1.
 //
 // Daemonize catches these signals (and SIGPIPE) before anything else, before
@@ -171,6 +178,6 @@
 //	Type=notify-reload
 //	ExecStart=/usr/local/bin/app -f -c /etc/app.conf
 //	KillSignal=SIGQUIT
-//	TimeoutStopSec=45
+//	TimeoutStopSec=45  # over shutdown_delay + drain_timeout + 5s
 //	Restart=on-failure
 package gozd

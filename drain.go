@@ -43,6 +43,9 @@ type connTracker struct {
 	// mover hands connections to the next worker instead of closing
 	// them (handoff.go).
 	mover atomic.Pointer[connMover]
+
+		accepted   atomic.Uint64 // connections ever added, for the master's counts
+	handedOver atomic.Uint64 // of those, taken over from the previous worker (handoff.go)
 }
 
 type connState struct {
@@ -58,6 +61,7 @@ func newConnTracker() *connTracker {
 
 // add tracks a new connection as busy.
 func (t *connTracker) add(c net.Conn) {
+	t.accepted.Add(1)
 	t.mu.Lock()
 	t.conns[c] = connState{}
 	if t.draining.Load() {

@@ -321,7 +321,9 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		}
 		if err != nil {
 			d.log.Warn("handoff: taking a tcp connection over failed", "group", e.group, "err", err)
+			return
 		}
+		gs.tracker.handedOver.Add(1)
 		return
 	}
 	if heir := d.handoff.heir.Load(); heir != nil && gs.resumed.isClosed() {
@@ -338,7 +340,9 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 	}
 	if !gs.resumed.deliver(c) {
 		c.Close()
+		return
 	}
+	gs.tracker.handedOver.Add(1)
 }
 
 // controlReader reads the master's orders, keeping the descriptors that

@@ -32,6 +32,7 @@ type handover struct {
 	Listeners  map[string]int `json:"fds"` // group name → descriptor
 	Verbose    bool           `json:"verbose,omitempty"`
 	Inbox      int            `json:"inbox,omitempty"` // descriptor of the socket connections are handed over on (handoff.go)
+	Reports    bool           `json:"reports,omitempty"` // the master takes "build" and "stats" (report.go)
 }
 
 // readHandover returns the handover in the environment, or nil when this
@@ -95,12 +96,16 @@ const (
 type controlMsg struct {
 	kind        string // one of the msg constants
 	connections int    // of "draining"
+	payload     string // JSON object of the report messages (report.go)
 }
 
 // String is the line that carries m, without its newline.
 func (m controlMsg) String() string {
 	if m.kind == msgDraining {
 		return fmt.Sprintf("%s %d", m.kind, m.connections)
+	}
+	if m.payload != "" {
+		return m.kind + " " + m.payload
 	}
 	return m.kind
 }
@@ -121,6 +126,9 @@ func parseControlMsg(line string) (controlMsg, error) {
 			return controlMsg{}, fmt.Errorf("control message %q: bad connection count %q", kind, arg)
 		}
 		return controlMsg{kind: kind, connections: n}, nil
+	}
+	if m, ok, err := parseReportMsg(kind, arg, hasArg); ok {
+		return m, err
 	}
 	return controlMsg{}, fmt.Errorf("unknown control message %.40q", line)
 }

@@ -50,6 +50,7 @@ type master struct {
 	stopping     string // "", "quit" or "stop"
 	exitCode     int
 	everReady    bool // a worker has served; until then a failure ends the master
+	ops          masterOps
 
 	events chan event
 }
@@ -100,6 +101,9 @@ const (
 	evDrainTimeout
 	evRestart
 	evConfigLoaded
+	evReport      // a worker's build or connections (report.go)
+	evSaveStatus  // time to write the state file (saveStatusSoon)
+	evLameDuckEnd // shutdown_delay is over: drain (lameduck.go)
 )
 
 type event struct {
@@ -107,6 +111,7 @@ type event struct {
 	sig  os.Signal
 	w    *worker
 	n    int
+	msg  controlMsg // evReport
 
 	// evConfigLoaded: the config a reload read, or why it could not.
 	cfg  *Config
@@ -136,7 +141,7 @@ var loadReloadConfig = func(path string) (*Config, *account, error) {
 func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 	out := newLogWriter(os.Stderr, "pid", os.Getpid(), "role", "master")
 	defer out.flush(logFlushWait)
-	log := newLogger(out, opts.verbose, "master", 0)
+	log, logSettings := newConfiguredLogger(out, opts.verbose, "master", 0, cfg)
 	m := &master{
 		opts:    opts,
 		cfg:     cfg,
@@ -149,7 +154,9 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		workers: make(map[int]*worker),
 		events:  make(chan event, 64),
 		notify:  newNotifier(log),
+		ops:     masterOps{started: time.Now(), log: logSettings, metrics: newMasterMetrics()},
 	}
+	setProcName("master")
 	// Signals that arrived since Daemonize began are waiting in sigs.
 	sigs := opts.sigs
 	if sigs == nil {
@@ -234,7 +241,7 @@ func (m *master) loop() int {
 			}
 		case evDrainTimeout:
 			if m.workers[ev.w.pid] == ev.w {
-				m.log.Warn("worker outlived its drain; killing it", "worker", ev.w.pid, "gen", ev.w.gen)
+				m.log.Warn("worker outlived its drain; killing it", "worker", ev.w.pid, "gen", ev.w.gen, "held_by", ev.w.report.stats.heldBy())
 				syscall.Kill(ev.w.pid, syscall.SIGKILL)
 			}
 		case evRestart:
@@ -250,6 +257,13 @@ func (m *master) loop() int {
 			}
 		case evConfigLoaded:
 			m.configLoaded(ev)
+		case evReport:
+			m.takeReport(ev)
+		case evSaveStatus:
+			m.ops.statusSave.pending = false
+			m.saveStatus()
+		case evLameDuckEnd:
+			m.lameDuckEnd()
 		}
 		if m.stopping != "" && len(m.workers) == 0 {
 			m.log.Info("stopped")
@@ -264,6 +278,7 @@ func (m *master) signal(sig os.Signal) {
 	case syscall.SIGCHLD:
 		m.reap()
 	case syscall.SIGHUP:
+		m.ops.metrics.reloadBegins()
 		m.hups++
 		m.log.Info("reload asked")
 		m.reload()
@@ -284,7 +299,7 @@ func (m *master) signal(sig os.Signal) {
 // starting): then this one waits its turn, so that however many HUPs arrive,
 // one reload follows the last of them. configLoaded carries on.
 func (m *master) reload() {
-	if m.stopping != "" {
+	if m.stopping != "" || m.inLameDuck() {
 		return
 	}
 	if m.starting != nil || m.loading {
@@ -459,6 +474,7 @@ func (m *master) ready(w *worker) {
 	old := m.current
 	m.current = w
 	m.cfg, m.acct = w.cfg, w.acct
+	m.ops.log.apply(w.cfg) // log_level and log_format as the config now served says
 	took := time.Since(w.started)
 	m.everReady = true
 	if old != nil {
@@ -475,6 +491,9 @@ func (m *master) ready(w *worker) {
 	}
 	m.held = w.held
 	m.log.Info("worker ready", "worker", w.pid, "gen", w.gen, "after", took.Round(time.Microsecond))
+	if m.ops.lameDuck != lameDuckNone {
+		w.send(msgLameDuck) // a worker restarted in the lame duck
+	}
 	if w.began >= 0 {
 		m.finishReload(w.began, old, nil)
 	}
@@ -528,6 +547,7 @@ func exitDescription(ws unix.WaitStatus) string {
 
 // exited deals with a worker that is gone.
 func (m *master) exited(w *worker, ws unix.WaitStatus) {
+	m.workerGone(w)
 	w.stopTimer()
 	w.ctl.Close()
 	w.inbox.close()
@@ -605,6 +625,9 @@ func (m *master) scheduleRestart() {
 
 // shutdown stops every worker, gracefully (quit) or now (stop).
 func (m *master) shutdown(how string) {
+	if m.lameDuckFirst(how) {
+		return
+	}
 	if m.stopping == "stop" || m.stopping == how {
 		if how == "stop" {
 			// A second Ctrl-C: no more waiting.
@@ -644,12 +667,16 @@ func (m *master) shutdown(how string) {
 // reopen reopens the log file for logrotate. Workers write through the
 // master, so this is all it takes.
 func (m *master) reopen() {
+	// -s reopen waits for the count to pass the one it saw.
+	defer m.reopened()
+	m.ops.reopenErr = ""
 	if m.opts.foreground {
 		m.log.Info("reopen: logging to stderr in the foreground, nothing to reopen")
 		return
 	}
 	err := redirectOutput(m.cfg)
 	if err != nil {
+		m.ops.reopenErr = err.Error()
 		m.log.Error("reopen failed", "err", err)
 		return
 	}

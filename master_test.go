@@ -171,18 +171,12 @@ func onCreate(t *testing.T, dir, name string, f func()) (stop func()) {
 	}
 }
 
-// hasEpoll reports whether pid has an epoll descriptor: in a gozd worker,
-// whose stdio are plain pipes, the first one comes with the control socket,
-// which Daemonize opens.
-func hasEpoll(pid int) bool {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, _ := os.ReadDir(dir)
-	for _, e := range ents {
-		if l, _ := os.Readlink(filepath.Join(dir, e.Name())); l == "anon_inode:[eventpoll]" {
-			return true
-		}
-	}
-	return false
+// namedWorker reports whether worker pid has named itself ("app: worker
+// N", cut at 15 bytes), which it does once Daemonize caught the signals.
+// (An epoll descriptor is no sign of it: a package's init may read a file
+// first.)
+func namedWorker(pid int) bool {
+	return strings.Contains(procComm(pid), ": w")
 }
 
 // TestSignalsAtStart sends signals at the moments a process has just become
@@ -271,7 +265,7 @@ func TestSignalsAtStart(t *testing.T) {
 				}
 			}
 			known = append(known, w)
-			for !hasEpoll(w) && processAlive(w) {
+			for !namedWorker(w) && processAlive(w) {
 				if time.Now().After(deadline) {
 					t.Fatalf("reload %d: worker %d did not start within %s", i, w, waitTimeout)
 				}

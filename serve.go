@@ -58,6 +58,7 @@ type Daemon struct {
 	accepting sync.WaitGroup     // the groups' accept loops
 	handoff   daemonHandoff      // connections from the previous worker, to the next (handoff.go)
 	failed    chan error         // a server value stopped serving on its own (servers.go)
+	ops       daemonOps          // lame duck, for health checks (health.go)
 }
 
 type daemonState int
@@ -288,6 +289,7 @@ func (d *Daemon) prepare() ([]*groupServer, error) {
 	for i := range d.cfg.Groups {
 		g := &d.cfg.Groups[i]
 		gs := &groupServer{cfg: g, log: d.log.With("group", g.Name), tracker: newConnTracker(), failed: d.failed}
+		gs.ops = &d.ops
 		if g.Mode == ModeHTTPS {
 			cert, err := tls.LoadX509KeyPair(g.Cert, g.Key)
 			if err != nil {
@@ -341,7 +343,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		select {
 		case <-gs.tracker.done:
 		case <-ctx.Done():
-			d.log.Warn("drain cut short; closing the remaining connections", "connections", d.connCount(), "err", ctx.Err())
+			d.log.Warn("drain cut short; closing the remaining connections", "connections", d.connCount(), "held_by", d.stats().heldBy(), "err", ctx.Err())
 			d.Close()
 			return ctx.Err()
 		}
@@ -426,6 +428,8 @@ type groupServer struct {
 	untouched      atomic.Int64       // connections delivered that it has not begun with
 	cancelShutdown context.CancelFunc // ends its Shutdown(ctx)
 	failed         chan<- error       // the daemon's: a Serve that returned on its own
+
+	ops *daemonOps // for the health and metrics endpoints
 }
 
 // start begins serving with handler; wg is done when the accept loop ends.
@@ -496,6 +500,7 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	case http.StateClosed:
 		gs.tracker.remove(c)
 	case http.StateHijacked:
+		hc.hijacked.Store(true)
 		// Still open, now the handler's (a websocket, say): it stays
 		// tracked, busy, until the handler closes it (hijackedConn), so
 		// the drain waits for it up to drain_timeout.

@@ -351,7 +351,7 @@ func (gs *groupServer) newHTTPServer(handler any) *http.Server {
 	} else if !isHandler {
 		h = http.NotFoundHandler() // cannot happen: register checked the kind
 	}
-	srv.Handler = gs.closeWhenDraining(h)
+	srv.Handler = gs.closeWhenDraining(gs.withOps(h))
 	if p := gs.cfg.httpProtocols(); p != nil {
 		srv.Protocols = p
 	}

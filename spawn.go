@@ -37,6 +37,7 @@ type worker struct {
 	tail    *tailBuffer
 	outDone chan struct{}
 	inbox   *workerInbox // where the worker it replaces hands connections over (handoff_master.go)
+	report  workerReport // what it said of its build and connections
 }
 
 func (w *worker) String() string { return fmt.Sprintf("worker %d (pid %d)", w.gen, w.pid) }
@@ -62,7 +63,7 @@ func (w *worker) stopTimer() {
 // (acct was resolved off the master's loop): the loop must not wait on NSS.
 func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener, added []*heldListener) (*worker, error) {
 	m.gen++
-	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose}
+	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose, Reports: true}
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)
@@ -147,6 +148,10 @@ func (m *master) readControl(w *worker) {
 			m.events <- event{kind: evReady, w: w}
 		case msgDraining:
 			m.events <- event{kind: evDraining, w: w, n: msg.connections}
+		default:
+			if ev, ok := m.reportEvent(w, msg); ok {
+				m.events <- ev
+			}
 		}
 	}
 }

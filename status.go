@@ -7,9 +7,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // status is what the master tells -s through the state file beside its pid
@@ -23,6 +25,37 @@ type status struct {
 	Gen    int           `json:"gen"`
 	HUPs   int           `json:"hups"` // SIGHUPs received so far
 	Last   *reloadResult `json:"last,omitempty"`
+
+	// For -s status and -s reopen.
+	Started     time.Time      `json:"started,omitzero"` // when the master started
+	Exe         string         `json:"exe,omitempty"`    // the path workers are started from
+	Stopping    string         `json:"stopping,omitempty"`
+	LameDuck    bool           `json:"lame_duck,omitempty"` // shutting down, serving on for shutdown_delay
+	Workers     []workerStatus `json:"workers,omitempty"`
+	Groups      []groupStatus  `json:"groups,omitempty"`
+	Reopens     int            `json:"reopens"` // SIGUSR1s handled so far
+	ReopenError string         `json:"reopen_error,omitempty"`
+	Foreground  bool           `json:"foreground,omitempty"` // logs to stderr: nothing to reopen
+}
+
+// workerStatus is one worker as -s status shows it.
+type workerStatus struct {
+	Pid         int          `json:"pid"`
+	Gen         int          `json:"gen"`
+	State       string       `json:"state"` // starting, serving or draining
+	Started     time.Time    `json:"started"`
+	Draining    time.Time    `json:"draining,omitzero"` // when it was told to drain
+	Build       *buildInfo   `json:"build,omitempty"`
+	Connections int          `json:"connections"`
+	Groups      []groupStats `json:"groups,omitempty"`
+}
+
+// groupStatus is one group of the config the serving worker serves.
+type groupStatus struct {
+	Name        string `json:"name"`
+	Mode        Mode   `json:"mode"`
+	Addr        string `json:"addr"`
+	Connections int    `json:"connections"` // in every worker
 }
 
 // procIdentity tells one process from any other that later gets its pid:
@@ -42,6 +75,10 @@ type reloadResult struct {
 	Error     string `json:"error,omitempty"`
 	OldWorker int    `json:"old_worker,omitempty"`
 	NewWorker int    `json:"new_worker,omitempty"`
+
+	Time  time.Time  `json:"time,omitzero"`   // when it ended
+	Exe   string     `json:"exe,omitempty"`   // the new worker's binary
+	Build *buildInfo `json:"build,omitempty"` // and its build, as it said
 }
 
 // maxStatusSize bounds what is read of a state file; a real one is a few
@@ -191,8 +228,11 @@ func (m *master) finishReload(began int, old *worker, err error) {
 	}
 	if m.current != nil && err == nil {
 		r.NewWorker = m.current.pid
+		r.Exe, r.Build = m.exe, m.current.report.build
 	}
+	r.Time = time.Now()
 	m.status.last = r
+	m.ops.metrics.reloadEnded(err == nil)
 	m.saveStatus()
 }
 
@@ -205,7 +245,58 @@ func (m *master) saveStatus() {
 	if m.current != nil {
 		st.Worker = m.current.pid
 	}
+	m.addOpsStatus(st)
+	m.updateMetrics()
+	m.ops.statusSave.last = time.Now()
 	if err := m.status.write(st); err != nil {
 		m.log.Warn("writing the state file failed", "err", err, "path", m.status.path)
 	}
+}
+
+// addOpsStatus adds to st what -s status shows: the master's start and
+// binary, its workers with their connections, the groups.
+func (m *master) addOpsStatus(st *status) {
+	st.Started, st.Exe, st.Stopping, st.LameDuck = m.ops.started, m.exe, m.stopping, m.inLameDuck()
+	st.Reopens, st.ReopenError, st.Foreground = m.ops.reopens, m.ops.reopenErr, m.opts.foreground
+	conns := make(map[string]int)
+	for _, w := range m.workers {
+		ws := workerStatus{Pid: w.pid, Gen: w.gen, State: w.state.String(), Started: w.started, Build: w.report.build}
+		if w.state == workerDraining {
+			ws.Draining = w.drained
+		}
+		if s := w.report.stats; s != nil {
+			ws.Groups, ws.Connections = s.Groups, s.connections()
+			for _, g := range s.Groups {
+				conns[g.Name] += g.connections()
+			}
+		}
+		st.Workers = append(st.Workers, ws)
+	}
+	slices.SortFunc(st.Workers, func(a, b workerStatus) int { return b.Gen - a.Gen })
+	for i := range m.cfg.Groups {
+		g := &m.cfg.Groups[i]
+		gst := groupStatus{Name: g.Name, Mode: g.Mode, Addr: g.Address, Connections: conns[g.Name]}
+		if h := m.held[listenKey(g)]; h != nil && h.ln != nil {
+			gst.Addr = h.ln.Addr().String()
+		}
+		st.Groups = append(st.Groups, gst)
+	}
+}
+
+func (s workerState) String() string {
+	switch s {
+	case workerStarting:
+		return "starting"
+	case workerServing:
+		return "serving"
+	case workerDraining:
+		return "draining"
+	}
+	return fmt.Sprintf("workerState(%d)", int(s))
+}
+
+// reopened records a reopen for -s reopen.
+func (m *master) reopened() {
+	m.ops.reopens++
+	m.saveStatus()
 }

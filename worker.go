@@ -20,7 +20,7 @@ import (
 // caught since Daemonize began. The returned channel is closed once serving
 // is over.
 func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, error) {
-	log := newLogger(os.Stderr, h.Verbose, "worker", h.Generation)
+	log, _ := newConfiguredLogger(os.Stderr, h.Verbose, "worker", h.Generation, h.Config)
 	ctlFile := os.NewFile(workerControlFD, "gozd-control")
 	ctl, err := net.FileConn(ctlFile)
 	ctlFile.Close()
@@ -34,6 +34,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 	if err := d.openInbox(h.Inbox); err != nil {
 		return nil, nil, err
 	}
+	nameWorker(d, h.Generation)
 	d.inherited = make(map[string]net.Listener, len(h.Listeners))
 	names := make([]string, 0, len(h.Listeners))
 	for name := range h.Listeners {
@@ -70,6 +71,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		for {
 			select {
 			case <-d.Ready():
+				startReports(h, d, func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }, done)
 				fmt.Fprintf(ctl, "%s\n", msgReady)
 				log.Debug("ready")
 				return
@@ -92,8 +94,15 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 				continue
 			}
 			switch msg.kind {
+			case msgLameDuck:
+				d.LameDuck()
+			case msgMetrics:
+				if c := d.ops.metrics.master.Load(); c != nil {
+					c.deliver(msg.payload)
+				}
 			case msgDrain:
 				d.setHeir(orders.takeFD()) // the new worker's inbox, if any
+				d.replacedBy()
 				fmt.Fprintf(ctl, "%s\n", controlMsg{kind: msgDraining, connections: d.connCount()})
 				drain()
 			case msgStop:
@@ -115,7 +124,7 @@ func workerSignals(sigs <-chan os.Signal, d *Daemon, drain func(), log *slog.Log
 	for sig := range sigs {
 		switch sig {
 		case syscall.SIGTERM, syscall.SIGQUIT:
-			drain()
+			d.lameDuckThenDrain(drain)
 		case syscall.SIGINT:
 			d.Close()
 		case syscall.SIGHUP:

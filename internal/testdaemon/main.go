@@ -17,7 +17,8 @@
 //
 // The version handler answers GET / with "VERSION PID\n" and the headers
 // X-Version and X-Pid, GET /sleep?d=DURATION after that long, and panics on
-// GET /panic; the echo panics on the line "panic". GET /stream streams
+// GET /panic, and logs the query parameter m on GET /log (log.Printf and
+// gozd.Logger); the echo panics on the line "panic". GET /stream streams
 // "VERSION PID\n", then "bye\n" once the worker drains; GET /hijack does
 // the same on the hijacked connection.
 //
@@ -35,6 +36,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"os"
 	"strconv"
@@ -96,6 +98,12 @@ func serveVersion(w http.ResponseWriter, r *http.Request) {
 	case "/stream", "/hijack":
 		serveUntilDrain(w, r)
 		return
+	}
+	if r.URL.Path == "/log" {
+		// The program's own log lines, through the standard log package
+		// and through gozd.Logger.
+		log.Printf("testdaemon: %s", r.URL.Query().Get("m"))
+		gozd.Logger().Info("testdaemon slog", "m", r.URL.Query().Get("m"))
 	}
 	if r.URL.Path == "/sleep" {
 		d, err := time.ParseDuration(r.URL.Query().Get("d"))

@@ -1,0 +1,365 @@
+package gozd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"runtime/debug"
+	"strings"
+	"time"
+)
+
+// What workers tell a master that asks for it (handover.Reports): their
+// build once, before "ready", and their connections, whenever they change,
+// at most every reportInterval. The master keeps the latest in its state
+// file for -s status. A master that does not ask (an older gozd whose
+// worker is a newer binary) gets neither, so it has nothing to warn about.
+const (
+	msgBuild = "build" // worker → master: build {buildInfo}
+	msgStats = "stats" // worker → master: stats {workerStats}
+
+	reportInterval = 250 * time.Millisecond
+	// statusSaveInterval bounds how often connection counts rewrite the
+	// state file: under load they change all the time.
+	statusSaveInterval = time.Second
+)
+
+// parseReportMsg decodes the messages of this file. ok is false for a kind
+// it does not know.
+func parseReportMsg(kind, arg string, hasArg bool) (m controlMsg, ok bool, err error) {
+	switch kind {
+	case msgBuild, msgStats:
+		if !hasArg || !strings.HasPrefix(arg, "{") || !json.Valid([]byte(arg)) {
+			return controlMsg{}, true, fmt.Errorf("control message %q: want a JSON object", kind)
+		}
+		return controlMsg{kind: kind, payload: arg}, true, nil
+	case msgMetrics:
+		if !hasArg || !strings.HasPrefix(arg, `"`) || !json.Valid([]byte(arg)) {
+			return controlMsg{}, true, fmt.Errorf("control message %q: want a JSON string", kind)
+		}
+		return controlMsg{kind: kind, payload: arg}, true, nil
+	case msgLameDuck, msgScrape:
+		if hasArg {
+			return controlMsg{}, true, fmt.Errorf("control message %q takes no argument", kind)
+		}
+		return controlMsg{kind: kind}, true, nil
+	}
+	return controlMsg{}, false, nil
+}
+
+// buildInfo is what a binary says of its build (debug.ReadBuildInfo).
+type buildInfo struct {
+	Path     string `json:"path,omitempty"`    // main package
+	Version  string `json:"version,omitempty"` // main module version; "(devel)" for a local build
+	Revision string `json:"revision,omitempty"`
+	Time     string `json:"time,omitempty"` // of the revision
+	Modified bool   `json:"modified,omitempty"`
+	Go       string `json:"go,omitempty"`
+}
+
+// readBuildInfo returns this binary's build, nil if it carries none.
+func readBuildInfo() *buildInfo {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return nil
+	}
+	b := &buildInfo{Path: bi.Path, Version: bi.Main.Version, Go: bi.GoVersion}
+	for _, s := range bi.Settings {
+		switch s.Key {
+		case "vcs.revision":
+			b.Revision = s.Value
+		case "vcs.time":
+			b.Time = s.Value
+		case "vcs.modified":
+			b.Modified = s.Value == "true"
+		}
+	}
+	return b
+}
+
+// String is the build on one line, e.g. "example.com/app v1.2.0 rev
+// 0123abcd4567 (modified), go1.26.0".
+func (b *buildInfo) String() string {
+	if b == nil {
+		return "unknown"
+	}
+	parts := []string{}
+	if b.Path != "" {
+		parts = append(parts, b.Path)
+	}
+	if b.Version != "" {
+		parts = append(parts, b.Version)
+	}
+	if b.Revision != "" {
+		rev := b.Revision
+		if len(rev) > 12 {
+			rev = rev[:12]
+		}
+		if b.Modified {
+			rev += " (modified)"
+		}
+		parts = append(parts, "rev "+rev)
+	}
+	s := strings.Join(parts, " ")
+	if b.Go != "" {
+		if s != "" {
+			s += ", "
+		}
+		s += b.Go
+	}
+	if s == "" {
+		return "unknown"
+	}
+	return s
+}
+
+// workerStats are a worker's connections, group by group.
+type workerStats struct {
+	Groups []groupStats `json:"groups"`
+}
+
+// groupStats are one group's connections in one worker.
+type groupStats struct {
+	Name       string         `json:"name"`
+	Active     int            `json:"active"`                // busy: a request or a tcp handler running
+	Idle       int            `json:"idle"`                  // HTTP keep-alive or FastCGI kept, between requests
+	Accepted   uint64         `json:"accepted"`              // since the worker started
+	HandedOver uint64         `json:"handed_over,omitempty"` // received from the previous worker
+	Kinds      map[string]int `json:"kinds,omitempty"`       // open connections by kind (connKind)
+}
+
+// connections is the group's open connections.
+func (g groupStats) connections() int { return g.Active + g.Idle }
+
+// connections is every open connection of the worker.
+func (s *workerStats) connections() int {
+	if s == nil {
+		return 0
+	}
+	n := 0
+	for _, g := range s.Groups {
+		n += g.connections()
+	}
+	return n
+}
+
+// group returns the stats of group name.
+func (s *workerStats) group(name string) (groupStats, bool) {
+	if s != nil {
+		for _, g := range s.Groups {
+			if g.Name == name {
+				return g, true
+			}
+		}
+	}
+	return groupStats{}, false
+}
+
+// Kinds of connections, as the drain reports what held it.
+const (
+	kindHTTPActive = "http active"
+	kindHTTPIdle   = "http idle"
+	kindHijacked   = "hijacked"
+	kindTCP        = "tcp"
+	kindFCGI       = "fcgi"
+)
+
+// connKind says what kind of connection tracked connection c is.
+func connKind(c net.Conn, st connState) string {
+	switch c.(type) {
+	case *tcpConn:
+		return kindTCP
+	case *fcgiConn:
+		return kindFCGI
+	}
+	if hc := asHTTPConn(c); hc != nil {
+		switch {
+		case hc.hijacked.Load():
+			return kindHijacked
+		case hc.idle.Load():
+			return kindHTTPIdle
+		}
+		return kindHTTPActive
+	}
+	if st.idle {
+		return "other idle"
+	}
+	return "other"
+}
+
+// stats counts the tracker's connections.
+func (t *connTracker) stats(name string) groupStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	// A connection taken over was accepted by an earlier worker: it
+	// counts as handed over, not accepted again. (It is counted over when
+	// delivered, and added when its server takes it: hence the guard.)
+	g := groupStats{Name: name, HandedOver: t.handedOver.Load()}
+	if a := t.accepted.Load(); a > g.HandedOver {
+		g.Accepted = a - g.HandedOver
+	}
+	for c, st := range t.conns {
+		kind := connKind(c, st)
+		if kind == kindHTTPIdle || kind == "other idle" || (kind == kindFCGI && st.idle) {
+			g.Idle++
+		} else {
+			g.Active++
+		}
+		if g.Kinds == nil {
+			g.Kinds = make(map[string]int)
+		}
+		g.Kinds[kind]++
+	}
+	return g
+}
+
+// stats counts the connections of every group, in config order.
+func (d *Daemon) stats() *workerStats {
+	d.mu.Lock()
+	groups := d.groups
+	d.mu.Unlock()
+	s := &workerStats{Groups: make([]groupStats, 0, len(groups))}
+	for _, gs := range groups {
+		s.Groups = append(s.Groups, gs.tracker.stats(gs.cfg.Name))
+	}
+	return s
+}
+
+// heldBy describes what keeps a drain from finishing: "web: 2 http
+// active, 1 hijacked; echo: 1 tcp".
+func (s *workerStats) heldBy() string {
+	if s == nil {
+		return "unknown"
+	}
+	var groups []string
+	for _, g := range s.Groups {
+		if len(g.Kinds) == 0 {
+			continue
+		}
+		var kinds []string
+		for _, k := range []string{kindHTTPActive, kindHTTPIdle, kindHijacked, kindTCP, kindFCGI, "other", "other idle"} {
+			if n := g.Kinds[k]; n > 0 {
+				kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
+			}
+		}
+		groups = append(groups, g.Name+": "+strings.Join(kinds, ", "))
+	}
+	return strings.Join(groups, "; ")
+}
+
+// reportToMaster sends this worker's build, then its connections whenever
+// they change, until done is closed. send writes one message.
+func reportToMaster(d *Daemon, send func(controlMsg), done <-chan struct{}) {
+	last := ""
+	tick := time.NewTicker(reportInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		b, err := json.Marshal(d.stats())
+		if err != nil || string(b) == last {
+			continue
+		}
+		last = string(b)
+		send(controlMsg{kind: msgStats, payload: last})
+	}
+}
+
+// buildMsg is the "build" message of this binary.
+func buildMsg() (controlMsg, bool) {
+	b, err := json.Marshal(readBuildInfo())
+	if err != nil || string(b) == "null" {
+		return controlMsg{}, false
+	}
+	return controlMsg{kind: msgBuild, payload: string(b)}, true
+}
+
+// masterOps is the master's state for operators: status, lame duck.
+type masterOps struct {
+	started    time.Time
+	statusSave struct {
+		last    time.Time // of the last write of the state file
+		pending bool      // a write is scheduled
+	}
+	reopens   int    // SIGUSR1s handled, for -s reopen to see its own
+	reopenErr string // why the last reopen failed
+	lameDuck  int    // lameDuckNone, lameDuckOn or lameDuckOver (lameduck.go)
+	log       *logSettings
+	metrics   *masterMetrics
+}
+
+// workerReport is what the master knows of a worker from its reports.
+type workerReport struct {
+	build *buildInfo
+	stats *workerStats
+}
+
+// reportEvent turns a report message of w into an event for the loop. A
+// scrape is answered at once, off the loop.
+func (m *master) reportEvent(w *worker, msg controlMsg) (event, bool) {
+	switch msg.kind {
+	case msgBuild, msgStats:
+		return event{kind: evReport, w: w, msg: msg}, true
+	case msgScrape:
+		m.answerScrape(w)
+	}
+	return event{}, false
+}
+
+// takeReport records a worker's report; the state file follows, at most every
+// statusSaveInterval.
+func (m *master) takeReport(ev event) {
+	w := ev.w
+	switch ev.msg.kind {
+	case msgBuild:
+		var b buildInfo
+		if err := json.Unmarshal([]byte(ev.msg.payload), &b); err != nil {
+			m.log.Warn("ignoring a bad build report", "worker", w.pid, "gen", w.gen, "err", err)
+			return
+		}
+		w.report.build = &b
+	case msgStats:
+		var s workerStats
+		if err := json.Unmarshal([]byte(ev.msg.payload), &s); err != nil {
+			m.log.Warn("ignoring a bad connection report", "worker", w.pid, "gen", w.gen, "err", err)
+			return
+		}
+		w.report.stats = &s
+		m.updateMetrics()
+	}
+	if m.workers[w.pid] == w {
+		m.saveStatusSoon()
+	}
+}
+
+// saveStatusSoon writes the state file now, or once statusSaveInterval has
+// passed since the last write.
+func (m *master) saveStatusSoon() {
+	if m.ops.statusSave.pending {
+		return
+	}
+	if wait := statusSaveInterval - time.Since(m.ops.statusSave.last); wait > 0 {
+		m.ops.statusSave.pending = true
+		time.AfterFunc(wait, func() { m.events <- event{kind: evSaveStatus} })
+		return
+	}
+	m.saveStatus()
+}
+
+// startReports makes a worker whose master asks for reports send its build
+// (before "ready", so that the master has it when it promotes the worker)
+// and, from then on, its connections. send writes one message to the
+// master.
+func startReports(h *handover, d *Daemon, send func(controlMsg), done <-chan struct{}) {
+	if !h.Reports {
+		return
+	}
+	if msg, ok := buildMsg(); ok {
+		send(msg)
+	}
+	d.ops.metrics.master.Store(newMasterMetricsClient(send))
+	go reportToMaster(d, send, done)
+}
