@@ -89,7 +89,7 @@ func echo(w http.ResponseWriter, r *http.Request) {
 	for {
 		select {
 		case <-gozd.Draining():
-			// Close sends 1012 and waits (5s at most) for the client's
+			// Close sends 1012 and waits (seconds at most) for the client's
 			// close frame, which the reader goroutine takes in; messages
 			// read meanwhile are dropped, and the client sends them again.
 			c.Close(websocket.StatusServiceRestart, reloadReason)
