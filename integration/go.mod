@@ -5,6 +5,7 @@ go 1.26.0
 replace github.com/gozd/gozd => ../
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/gozd/gozd v0.0.0-00010101000000-000000000000
 	golang.org/x/net v0.62.0
 	google.golang.org/grpc v1.85.0
