@@ -44,7 +44,7 @@ type connTracker struct {
 	// them (handoff.go).
 	mover atomic.Pointer[connMover]
 
-		accepted   atomic.Uint64 // connections ever added, for the master's counts
+	accepted   atomic.Uint64 // connections ever added, for the master's counts
 	handedOver atomic.Uint64 // of those, taken over from the previous worker (handoff.go)
 }
 

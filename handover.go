@@ -31,7 +31,7 @@ type handover struct {
 	Config     *Config        `json:"config"`
 	Listeners  map[string]int `json:"fds"` // group name → descriptor
 	Verbose    bool           `json:"verbose,omitempty"`
-	Inbox      int            `json:"inbox,omitempty"` // descriptor of the socket connections are handed over on (handoff.go)
+	Inbox      int            `json:"inbox,omitempty"`   // descriptor of the socket connections are handed over on (handoff.go)
 	Reports    bool           `json:"reports,omitempty"` // the master takes "build" and "stats" (report.go)
 }
 
