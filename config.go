@@ -51,7 +51,7 @@ const maxUnixPath = 107
 // Config is a parsed configuration file (or one built in code).
 type Config struct {
 	File         string        // absolute path it was read from; "" when built in code
-	PidFile      string        // "" = <name>.pid in the private runtime directory derived from File: /run/gozd/<name>-<hash>/ for root
+	PidFile      string        // "" = <name>.pid in a private runtime directory derived from File: /run/gozd/<name>-<hash>/ for root, see the package doc
 	LogFile      string        // background log; "" = <name>.log beside the default pid file (with -f gozd logs to stderr)
 	DrainTimeout time.Duration // 0 means DefaultDrainTimeout
 	ReadyTimeout time.Duration // 0 means DefaultReadyTimeout

@@ -45,14 +45,16 @@ var std struct {
 	log *slog.Logger // the worker's, for Logger
 }
 
-// Daemonize reads the command line (-c FILE, -s stop|quit|reopen|reload, -f,
-// -v, -t, defined on flag.CommandLine, so the program may add its own flags
-// first) and does what it says. It returns only in a worker, the process
+// Daemonize reads the command line (-c FILE, -s stop|quit|reopen|reload|status,
+// -json, -f, -v, -t, defined on flag.CommandLine unless the program defined
+// them first, so it may add flags of its own) and does what it says. It returns only in a worker, the process
 // that runs the program's handlers: there it returns a channel that is
 // closed once this worker has finished serving and drained its connections.
 //
 // Everything else ends the process: -t checks the config, reports every
-// error and exits; -s sends the command to the running daemon and exits;
+// error and exits; -s sends the command to the running daemon, waits for
+// its outcome and exits (-s status prints what the daemon does, as JSON
+// with -json, and exits 3 when none runs);
 // without -s the process becomes the master (in the foreground with -f,
 // else detached, after the launching command has seen the daemon serve),
 // which never runs the program's own code. Errors are

@@ -30,6 +30,18 @@
 // Ready, Draining and Addrs there, exactly as a test does on a Daemon of its
 // own made with New and Serve (no master, no reload, no pid file).
 //
+//   - [Draining]: a handler that holds a connection beyond a request (a
+//     hijacked websocket, a stream) learns that a reload or stop began; a
+//     tcp handler selects on Conn.Context instead, a udp one on
+//     PacketConn.Context.
+//   - Conn.Handoff and Conn.Resumed: a tcp session that carries on in the
+//     new worker of a reload, with its state.
+//   - [Logger]: the program's own log lines, in gozd's log with the
+//     worker's pid and generation (slog and log go there too).
+//   - [New], [LoadConfig], [ParseConfig], [Daemon.Serve], [Daemon.Shutdown],
+//     [Daemon.LameDuck]: gozd in a test, or embedded in a program that
+//     manages its own process.
+//
 // # Handlers and servers
 //
 //	mode         takes
@@ -45,6 +57,37 @@
 // The config's protocols directive (http1, h2, h2c) chooses what an http or
 // https group speaks, client_ca FILE makes an https group require client
 // certificates from those CAs.
+//
+// # Configuration
+//
+// The file (-c) holds global directives, then one [Name] section per group.
+// A value may sit in brackets, "#" starts a comment, relative paths are
+// relative to the file, durations are Go durations or seconds:
+//
+//	pidfile        PATH      default <name>.pid in a private directory (see Files)
+//	logfile        PATH      background log; default <name>.log beside the pid file
+//	drain_timeout  30s       how long a draining worker may take
+//	ready_timeout  60s       how long a new worker may take to serve every group
+//	user           NAME|UID  workers run as this account; the master stays root
+//	group          NAME|GID  with user only
+//	maxfds         N         RLIMIT_NOFILE of master and workers
+//	shutdown_delay D         lame duck before a graceful stop's drain (default 0)
+//	log_level      LEVEL     debug, info (default), warn, error; a reload applies it
+//	log_format     FORMAT    text (default) or json; a reload applies it
+//
+//	[web]
+//	mode       MODE          tcp, http, https, fcgi or udp
+//	listen     ADDR          host:port, :port, port, [::1]:port, /path.sock, unix:path
+//	key, cert  PATH          https: PEM key and certificate chain
+//	client_ca  PATH          https: require client certificates from these CAs
+//	protocols  P...          http: http1 (default), h2c; https: http1 h2 (default)
+//	health     /PATH         http, https: 200 "ok", 503 from a stop's lame duck on
+//	metrics    /PATH         http, https: Prometheus text format
+//	chmod      0660          unix sockets: the socket file's mode
+//	owner      USER:GROUP    unix sockets: the socket file's owner (USER or :GROUP)
+//
+// A start, -t and -s reload report every error with its file:line ([ConfigError],
+// [ConfigErrors]); a broken file starts nothing and reloads nothing.
 //
 // # Processes
 //
@@ -167,6 +210,32 @@
 // stacks. Call Daemonize first thing in main; a signal that arrives before
 // it still acts as Go's default. With -s, and in the command that starts a
 // daemon in the background, the signals keep their default action.
+//
+// # Files
+//
+// Without pidfile and logfile, the pid file, the state file beside it
+// (<pidfile>.state, which -s status and -s reload read) and the log live in
+// a directory private to the daemon's user, named for the config file:
+// /run/gozd/<name>-<hash>/ for root, $XDG_RUNTIME_DIR/gozd/... or
+// /tmp/gozd-<uid>/... for others, where <name> is the config file's name
+// without its extension and <hash> comes from its absolute path; so -s
+// needs the same -c path as the start. gozd refuses such a directory, pid or
+// state file that another user could have planted or replaced, and -s
+// signals a pid only once it has checked that it is this config's master
+// (the pid file's lock, the state file, the executable and start time in
+// /proc).
+//
+// # Logs, health and metrics
+//
+// Workers log through the master: one stream (the log file, or stderr with
+// -f) where every line carries pid, role and, for a worker, gen. A panic in
+// a handler costs its request only and is logged at ERROR with its stack.
+// A group's health path answers 503 from the lame duck of a stop on, 200
+// otherwise, also while its worker drains for a reload; its metrics path
+// serves the master's counters (reloads, restarts, workers, connections,
+// drains), which survive reloads, and the answering worker's Go runtime
+// and process metrics. Process names read "app: master", "app: worker 7",
+// "app: worker 6 draining".
 //
 // # systemd
 //

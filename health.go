@@ -17,7 +17,8 @@ type daemonOps struct {
 // answer 503 so that load balancers take this process out of rotation,
 // while every other request is served and new connections are accepted as
 // before. It does not stop anything: call Shutdown once the load balancers
-// had time to notice (shutdown_delay). Daemonize does all this on SIGTERM.
+// had time to notice (shutdown_delay). A daemon started by Daemonize does
+// all this on SIGTERM, SIGQUIT and -s quit.
 func (d *Daemon) LameDuck() {
 	if !d.ops.lameDuck.Swap(true) && d.cfg.ShutdownDelay > 0 {
 		d.log.Info("lame duck: health checks fail from now on; serving on until the drain", "shutdown_delay", d.cfg.ShutdownDelay)

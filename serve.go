@@ -167,7 +167,9 @@ func (d *Daemon) groupNames() []string {
 // Ready is closed once every group serves.
 func (d *Daemon) Ready() <-chan struct{} { return d.ready }
 
-// Draining is closed once the daemon stops accepting (Shutdown or Close).
+// Draining is closed once the daemon stops accepting (Shutdown or Close), at
+// the moment every tcp Conn's Context is done. In a worker it is the channel
+// the package-level Draining returns.
 func (d *Daemon) Draining() <-chan struct{} { return d.draining }
 
 // Addrs returns the address each group listens on, by group name, once the
@@ -315,10 +317,13 @@ func (d *Daemon) prepare() ([]*groupServer, error) {
 	return groups, nil
 }
 
-// Shutdown drains gracefully: every group stops accepting, idle connections
-// are closed at once, in-flight requests and tcp handlers run to their end
-// (HTTP responses then carry "Connection: close"), and the connections close
-// as they become idle. Unlike http.Server.Shutdown it never closes a
+// Shutdown drains gracefully: every group stops accepting, Draining and the
+// Context of every Conn and PacketConn are done, HTTP/2 connections get a
+// GOAWAY, idle connections are closed at once, in-flight requests and tcp
+// handlers run to their end (HTTP responses then carry "Connection:
+// close"), and the connections close as they become idle. (In a worker
+// draining for a reload, idle connections move to the new worker instead:
+// see the package documentation.) Unlike http.Server.Shutdown it never closes a
 // connection that has a request in flight or one that was just accepted and
 // not yet read, so no request that reached this process goes unanswered.
 // When ctx ends first, Shutdown closes what remains, as Close does, and
