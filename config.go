@@ -474,9 +474,7 @@ func (p *configParser) parse(text string) error {
 			return p.errs.err()
 		}
 	}
-	if err := p.endGroup(); err != nil {
-		p.errs.add(err.(*ConfigError))
-	}
+	p.endGroup()
 	if err := p.checkAccountDirectives(); err != nil {
 		p.errs.add(err.(*ConfigError))
 	}
@@ -573,9 +571,7 @@ func (p *configParser) parseLine(n int, line string) error {
 
 func (p *configParser) startGroup(n int, line string) error {
 	// The group before ends here, whatever this header holds.
-	if err := p.endGroup(); err != nil {
-		p.errs.add(err.(*ConfigError))
-	}
+	p.endGroup()
 	p.inGroup = true
 	p.group = GroupConfig{Line: n}
 	p.seen = map[string]int{}
@@ -610,49 +606,60 @@ func (p *configParser) groupName(line string) (string, error) {
 	return name, nil
 }
 
-// endGroup checks the group just read and adds it to the config. Errors about
-// a directive that does not fit the group point at that directive's line;
-// everything else at the header.
-func (p *configParser) endGroup() error {
+// endGroup checks the group just read and adds it to the config, or records
+// each of its errors: one about a directive that does not fit the group
+// points at that directive's line, everything else at the header. The key
+// pair is loaded only for a group with no other error.
+func (p *configParser) endGroup() {
 	if !p.inGroup {
-		return nil
+		return
 	}
 	defer func() { p.inGroup, p.broken = false, false }()
 	if p.broken {
-		return nil
+		return
 	}
 	g := &p.group
-	fail := func(line int, format string, args ...any) error {
-		return &ConfigError{File: p.cfg.File, Line: line, Err: fmt.Errorf(format, args...)}
+	before := len(p.errs)
+	add := func(err error) {
+		var ce *ConfigError
+		switch {
+		case err == nil:
+		case errors.As(err, &ce):
+			p.errs.add(ce)
+		default:
+			p.errs.add(&ConfigError{File: p.cfg.File, Line: g.Line, Err: err})
+		}
+	}
+	fail := func(line int, format string, args ...any) {
+		add(&ConfigError{File: p.cfg.File, Line: line, Err: fmt.Errorf(format, args...)})
 	}
 	if g.Mode != "" && g.Mode != ModeHTTPS {
 		for _, d := range []string{"key", "cert"} {
 			if line, ok := p.seen[d]; ok {
-				return fail(line, "%s applies only to https groups; group %q is %s", d, g.Name, g.Mode)
+				fail(line, "%s applies only to https groups; group %q is %s", d, g.Name, g.Mode)
 			}
 		}
 	}
 	for _, d := range []string{"chmod", "owner"} {
 		if line, ok := p.seen[d]; ok && g.Network == "tcp" {
-			return fail(line, "%s applies only to unix sockets; group %q listens on tcp", d, g.Name)
+			fail(line, "%s applies only to unix sockets; group %q listens on tcp", d, g.Name)
 		}
 	}
-	if err := p.endGroupServing(); err != nil {
-		return err
-	}
-	if err := p.checkOpsGroup(); err != nil {
-		return err
-	}
-	if err := g.validate(); err != nil {
-		return &ConfigError{File: p.cfg.File, Line: g.Line, Err: err}
-	}
-	if g.Mode == ModeHTTPS {
-		if err := p.loadKeyPair(); err != nil {
-			return err
+	add(p.endGroupServing())
+	add(p.checkOpsGroup())
+	if len(p.errs) == before {
+		// With a directive that does not fit, the group's own checks
+		// would mostly repeat it.
+		if err := g.validate(); err != nil {
+			add(&ConfigError{File: p.cfg.File, Line: g.Line, Err: err})
 		}
 	}
-	p.cfg.Groups = append(p.cfg.Groups, *g)
-	return nil
+	if len(p.errs) == before && g.Mode == ModeHTTPS {
+		add(p.loadKeyPair())
+	}
+	if len(p.errs) == before {
+		p.cfg.Groups = append(p.cfg.Groups, *g)
+	}
 }
 
 // loadKeyPair reads the current group's key and cert so that a missing file or

@@ -656,6 +656,11 @@ func TestParseConfigEveryError(t *testing.T) {
 		"mode tcp",               // 16
 		"listen 127.0.0.1:0",     // 17
 		"chmod 0660",             // 18: chmod on tcp
+		"[two]",                  // 19
+		"mode http",              // 20
+		"listen 127.0.0.1:0",     // 21
+		"protocols h2",           // 22: h2 needs TLS (one group, two errors)
+		"owner root",             // 23: owner on tcp
 	}, "\n")
 	_, err := ParseConfig("/etc/app.conf", strings.NewReader(conf))
 	var list ConfigErrors
@@ -669,7 +674,7 @@ func TestParseConfigEveryError(t *testing.T) {
 			t.Errorf("error %q names file %q", ce, ce.File)
 		}
 	}
-	if want := []int{1, 3, 7, 8, 14, 18}; !slices.Equal(lines, want) {
+	if want := []int{1, 3, 7, 8, 14, 18, 22, 23}; !slices.Equal(lines, want) {
 		t.Errorf("errors at lines %v, want %v:\n%v", lines, want, err)
 	}
 	var first *ConfigError

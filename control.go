@@ -267,8 +267,8 @@ func (r statusReport) text() string {
 		state = "shutting down (" + st.Stopping + ")"
 	}
 	fmt.Fprintf(&b, "gozd: %s, master pid %d, up %s\n", state, st.Pid, time.Duration(r.Uptime*float64(time.Second)).Round(time.Second))
-	fmt.Fprintf(&b, "  config  %s\n", st.Config)
-	fmt.Fprintf(&b, "  binary  %s\n", st.Exe)
+	fmt.Fprintf(&b, "  config   %s\n", st.Config)
+	fmt.Fprintf(&b, "  binary   %s\n", st.Exe)
 	fmt.Fprintf(&b, "  pid file %s\n", r.PidFile)
 	if st.Worker == 0 {
 		b.WriteString("  no worker serving\n")
@@ -276,17 +276,17 @@ func (r statusReport) text() string {
 	for _, w := range st.Workers {
 		switch w.State {
 		case "serving":
-			fmt.Fprintf(&b, "  worker  pid %d, generation %d, serving since %s, %d connections; build %s\n",
+			fmt.Fprintf(&b, "  worker   pid %d, generation %d, serving since %s, %d connections; build %s\n",
 				w.Pid, w.Gen, w.Started.Format(time.RFC3339), w.Connections, w.Build)
 		case "draining":
-			fmt.Fprintf(&b, "  worker  pid %d, generation %d, draining for %s, %d connections left\n",
+			fmt.Fprintf(&b, "  worker   pid %d, generation %d, draining for %s, %d connections left\n",
 				w.Pid, w.Gen, time.Since(w.Draining).Round(time.Second), w.Connections)
 		default:
-			fmt.Fprintf(&b, "  worker  pid %d, generation %d, %s since %s\n", w.Pid, w.Gen, w.State, w.Started.Format(time.RFC3339))
+			fmt.Fprintf(&b, "  worker   pid %d, generation %d, %s since %s\n", w.Pid, w.Gen, w.State, w.Started.Format(time.RFC3339))
 		}
 	}
 	for _, g := range st.Groups {
-		fmt.Fprintf(&b, "  group   %s %s on %s, %d connections\n", g.Name, g.Mode, g.Addr, g.Connections)
+		fmt.Fprintf(&b, "  group    %s %s on %s, %d connections\n", g.Name, g.Mode, g.Addr, g.Connections)
 	}
 	if l := st.Last; l != nil {
 		when := ""

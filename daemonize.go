@@ -138,7 +138,7 @@ func RegistHandler(group, name string, handler any) error {
 	case Server:
 		err = d.HandleServer(group, h)
 	default:
-		err = fmt.Errorf("gozd: group %q: %w: %T is neither func(gozd.Conn), func(gozd.PacketConn), an http handler nor a server with Serve(net.Listener)", group, ErrHandlerKind, handler)
+		err = fmt.Errorf("group %q: %w: %T is neither func(gozd.Conn), func(gozd.PacketConn), an http handler nor a server with Serve(net.Listener)", group, ErrHandlerKind, handler)
 	}
 	if err == nil {
 		d.log.Debug("handler registered", "group", group, "handler", name)

@@ -12,11 +12,11 @@ var (
 	// ErrDuplicateHandler: the group has a handler already.
 	ErrDuplicateHandler = errors.New("group has a handler already")
 	// ErrNotDaemonized: RegistHandler was called before Daemonize.
-	ErrNotDaemonized = errors.New("gozd: Daemonize has not been called")
+	ErrNotDaemonized = errors.New("Daemonize has not been called")
 	// ErrServing: Serve was called twice on one Daemon.
-	ErrServing = errors.New("gozd: Serve called twice")
+	ErrServing = errors.New("Serve called twice")
 	// ErrClosed: Serve returns it after Shutdown or Close.
-	ErrClosed = errors.New("gozd: daemon closed")
+	ErrClosed = errors.New("daemon closed")
 	// ErrSocketInUse: a unix socket file to bind is served by a live
 	// process.
 	ErrSocketInUse = errors.New("socket is in use by a running process")

@@ -113,12 +113,12 @@ func (d *Daemon) openInbox(fd int) error {
 	c, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
-		return fmt.Errorf("gozd: handoff socket from the master: %w", err)
+		return fmt.Errorf("handoff socket from the master: %w", err)
 	}
 	uc, ok := c.(*net.UnixConn)
 	if !ok {
 		c.Close()
-		return fmt.Errorf("gozd: handoff socket from the master is a %T", c)
+		return fmt.Errorf("handoff socket from the master is a %T", c)
 	}
 	d.handoff.inbox = uc
 	d.handoff.inboxDone = make(chan struct{})

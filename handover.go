@@ -45,7 +45,7 @@ func readHandover() (*handover, error) {
 	os.Unsetenv(envWorker)
 	h, err := decodeHandover([]byte(v))
 	if err != nil {
-		return nil, fmt.Errorf("gozd: bad %s from the master: %w", envWorker, err)
+		return nil, fmt.Errorf("bad %s from the master: %w", envWorker, err)
 	}
 	return h, nil
 }

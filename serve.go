@@ -73,7 +73,7 @@ const (
 // slog.Default().
 func New(cfg *Config, logger *slog.Logger) (*Daemon, error) {
 	if cfg == nil {
-		return nil, errors.New("gozd: nil config")
+		return nil, errors.New("nil config")
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -98,7 +98,7 @@ func (d *Daemon) Config() *Config { return d.cfg }
 // Handle registers h for the http, https or fcgi group named group.
 func (d *Daemon) Handle(group string, h http.Handler) error {
 	if h == nil {
-		return fmt.Errorf("gozd: group %q: nil handler", group)
+		return fmt.Errorf("group %q: nil handler", group)
 	}
 	return d.register(group, h)
 }
@@ -106,7 +106,7 @@ func (d *Daemon) Handle(group string, h http.Handler) error {
 // HandleFunc registers f for the http, https or fcgi group named group.
 func (d *Daemon) HandleFunc(group string, f func(http.ResponseWriter, *http.Request)) error {
 	if f == nil {
-		return fmt.Errorf("gozd: group %q: nil handler", group)
+		return fmt.Errorf("group %q: nil handler", group)
 	}
 	return d.register(group, http.HandlerFunc(f))
 }
@@ -115,7 +115,7 @@ func (d *Daemon) HandleFunc(group string, f func(http.ResponseWriter, *http.Requ
 // goroutine for every accepted connection.
 func (d *Daemon) HandleConn(group string, f func(Conn)) error {
 	if f == nil {
-		return fmt.Errorf("gozd: group %q: nil handler", group)
+		return fmt.Errorf("group %q: nil handler", group)
 	}
 	return d.register(group, f)
 }
@@ -125,7 +125,7 @@ func (d *Daemon) HandleConn(group string, f func(Conn)) error {
 func (d *Daemon) register(group string, handler any) error {
 	g, ok := d.cfg.Group(group)
 	if !ok {
-		return fmt.Errorf("gozd: group %q: %w (configured: %s)", group, ErrUnknownGroup, strings.Join(d.groupNames(), ", "))
+		return fmt.Errorf("group %q: %w (configured: %s)", group, ErrUnknownGroup, strings.Join(d.groupNames(), ", "))
 	}
 	if err := handlerKindError(g, handler); err != nil {
 		return err
@@ -133,7 +133,7 @@ func (d *Daemon) register(group string, handler any) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if _, dup := d.handlers[group]; dup {
-		return fmt.Errorf("gozd: %s: %w", g, ErrDuplicateHandler)
+		return fmt.Errorf("%s: %w", g, ErrDuplicateHandler)
 	}
 	d.handlers[group] = handler
 	if len(d.handlers) == len(d.cfg.Groups) {

@@ -72,10 +72,10 @@ const touchWait = time.Second
 // RegisterOnShutdown do nothing to the copy gozd serves.
 func (d *Daemon) HandleServer(group string, srv Server) error {
 	if srv == nil {
-		return fmt.Errorf("gozd: group %q: nil server", group)
+		return fmt.Errorf("group %q: nil server", group)
 	}
 	if hs, ok := srv.(*http.Server); ok && hs == nil {
-		return fmt.Errorf("gozd: group %q: nil server", group)
+		return fmt.Errorf("group %q: nil server", group)
 	}
 	return d.register(group, srv)
 }
@@ -111,7 +111,7 @@ func handlerKindError(g *GroupConfig, handler any) error {
 		}
 		want = "an http.Handler or func(http.ResponseWriter, *http.Request)"
 	}
-	return fmt.Errorf("gozd: %s: %w: want %s, got %T", g, ErrHandlerKind, want, handler)
+	return fmt.Errorf("%s: %w: want %s, got %T", g, ErrHandlerKind, want, handler)
 }
 
 // startServing starts the groups gozd serves beyond its own handler kinds:

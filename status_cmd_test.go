@@ -86,12 +86,12 @@ listen 127.0.0.1:0
 	out, code := d.control("status")
 	for _, want := range []string{
 		fmt.Sprintf("gozd: running, master pid %d, up ", d.pid),
-		"config  " + d.conf,
-		"binary  " + d.bin,
-		fmt.Sprintf("worker  pid %d, generation 1, serving since ", old),
+		"config   " + d.conf,
+		"binary   " + d.bin,
+		fmt.Sprintf("worker   pid %d, generation 1, serving since ", old),
 		"build github.com/gozd/gozd/internal/testdaemon",
-		"group   echo tcp on " + d.addrs["echo"],
-		"group   web http on " + d.addrs["web"],
+		"group    echo tcp on " + d.addrs["echo"],
+		"group    web http on " + d.addrs["web"],
 		"no reload yet",
 	} {
 		if code != 0 || !strings.Contains(out, want) {
@@ -124,8 +124,8 @@ listen 127.0.0.1:0
 	}
 	out, _ = d.control("status")
 	for _, want := range []string{
-		fmt.Sprintf("worker  pid %d, generation 2, serving since ", nw),
-		fmt.Sprintf("worker  pid %d, generation 1, draining for ", old),
+		fmt.Sprintf("worker   pid %d, generation 2, serving since ", nw),
+		fmt.Sprintf("worker   pid %d, generation 1, draining for ", old),
 		"1 connections left",
 		"last reload ok at ",
 	} {

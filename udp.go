@@ -33,7 +33,7 @@ type PacketConn interface {
 // net.ErrClosed (the drain) and the replies in progress are written.
 func (d *Daemon) HandlePacket(group string, f func(PacketConn)) error {
 	if f == nil {
-		return fmt.Errorf("gozd: group %q: nil handler", group)
+		return fmt.Errorf("group %q: nil handler", group)
 	}
 	return d.register(group, f)
 }

@@ -25,7 +25,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 	ctl, err := net.FileConn(ctlFile)
 	ctlFile.Close()
 	if err != nil {
-		return nil, nil, fmt.Errorf("gozd: control socket from the master: %w", err)
+		return nil, nil, fmt.Errorf("control socket from the master: %w", err)
 	}
 	d, err := New(h.Config, log)
 	if err != nil {
@@ -44,7 +44,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 	for _, name := range names {
 		ln, err := listenerFromFD(h.Listeners[name], name)
 		if err != nil {
-			return nil, nil, fmt.Errorf("gozd: group %q: %w", name, err)
+			return nil, nil, fmt.Errorf("group %q: %w", name, err)
 		}
 		d.inherited[name] = ln
 	}
