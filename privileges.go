@@ -1,11 +1,13 @@
 package gozd
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/user"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 )
 
@@ -134,4 +136,69 @@ func setMaxFDs(n uint64) error {
 		return fmt.Errorf("maxfds %d: %w", n, err)
 	}
 	return nil
+}
+
+// splitOwner splits an owner value, "user:group", "user" or ":group", into
+// its parts; a part not given is "".
+func splitOwner(owner string) (user, group string, err error) {
+	user, group, colon := strings.Cut(owner, ":")
+	if user == "" && group == "" || colon && group == "" || strings.Contains(group, ":") {
+		return "", "", fmt.Errorf("bad owner %q: use user:group, user or :group", owner)
+	}
+	return user, group, nil
+}
+
+// lookupOwner returns the uid and gid an owner value names, -1 for a part
+// it does not give; "" gives neither. Names are looked up, digits are ids.
+func lookupOwner(owner string) (uid, gid int, err error) {
+	uid, gid = -1, -1
+	if owner == "" {
+		return uid, gid, nil
+	}
+	userName, groupName, err := splitOwner(owner)
+	if err != nil {
+		return -1, -1, err
+	}
+	if userName != "" {
+		if uid, err = lookupID("user", userName); err != nil {
+			return -1, -1, err
+		}
+	}
+	if groupName != "" {
+		if gid, err = lookupID("group", groupName); err != nil {
+			return -1, -1, err
+		}
+	}
+	return uid, gid, nil
+}
+
+// lookupID returns the id of a user or group (kind), given by name or as
+// digits.
+func lookupID(kind, name string) (int, error) {
+	id := name
+	if !isDigits(name) {
+		var err error
+		if kind == "user" {
+			var u *user.User
+			if u, err = user.Lookup(name); err == nil {
+				id = u.Uid
+			}
+		} else {
+			var g *user.Group
+			if g, err = user.LookupGroup(name); err == nil {
+				id = g.Gid
+			}
+		}
+		if errors.As(err, new(user.UnknownUserError)) || errors.As(err, new(user.UnknownGroupError)) {
+			return -1, fmt.Errorf("unknown %s %q", kind, name)
+		}
+		if err != nil {
+			return -1, fmt.Errorf("looking up %s %q: %w", kind, name, err)
+		}
+	}
+	n, err := strconv.ParseUint(id, 10, 32)
+	if err != nil || n == 1<<32-1 {
+		return -1, fmt.Errorf("bad %s id %q", kind, id)
+	}
+	return int(n), nil
 }
