@@ -1210,3 +1210,31 @@ func TestOpsExampleDeployFiles(t *testing.T) {
 		}
 	})
 }
+
+// TestOpsRuntimeDirRemoved: a foreground daemon with the default pid file
+// leaves no runtime directory behind once it quits (one directory a config
+// path would otherwise pile up in /run/gozd); a background one keeps it for
+// its log.
+func TestOpsRuntimeDirRemoved(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root: root's default directory is what is tested")
+	}
+	bin := buildBinary(t, "./examples/http", "v1")
+	conf := writeFile(t, opsDir(t), "web.conf", "[web]\nmode http\nlisten 127.0.0.1:0\n")
+	sum := sha256.Sum256([]byte(conf))
+	runDir := "/run/gozd/web-" + hex.EncodeToString(sum[:4])
+	t.Cleanup(func() { os.RemoveAll(runDir) })
+
+	p := startProcess(t, bin, "-f", "-c", conf)
+	p.waitOutput("gozd: started")
+	if !opsExists(runDir + "/web.pid") {
+		t.Fatalf("no pid file in %s while the daemon runs", runDir)
+	}
+	p.signal(syscall.SIGQUIT)
+	if code := p.wait(); code != 0 {
+		t.Fatalf("quit: exit %d\n%s", code, p.out.String())
+	}
+	if opsExists(runDir) {
+		t.Errorf("runtime directory %s left behind by a foreground daemon that quit", runDir)
+	}
+}

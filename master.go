@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -193,6 +194,11 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 	}
 	if m.pidfile, err = lockPidFile(cfg); err != nil {
 		return fail(err)
+	}
+	if cfg.PidFile == "" {
+		// Runs last: the daemon's own runtime directory goes once its
+		// files are gone, unless a default log file still lives there.
+		defer os.Remove(filepath.Dir(m.pidfile.path))
 	}
 	defer m.pidfile.remove()
 	if m.status, err = openStatusFile(statePath(m.pidfile.path)); err != nil {

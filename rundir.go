@@ -27,7 +27,8 @@ import (
 // its absolute path, so -s with the same -c computes the same directory and
 // two configs never share one. Every directory gozd creates is 0700 and is
 // checked after creation: a directory, not a symlink, owned by this user,
-// writable by nobody else.
+// writable by nobody else. A master removes its <name>-<hash> directory as
+// it exits, unless the default log file (of a background start) is there.
 
 // runDir is the default runtime directory of cfg: base exists already (gozd
 // creates nothing above it); elems are the directories below it that gozd
