@@ -113,7 +113,7 @@ type httpConn struct {
 	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
 	mv   connMove    // handing it to the next worker (handoff.go)
 	h2c  atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
-	seen bool        // the first bytes were read
+	seen int         // bytes of the HTTP/2 preface the first reads matched; prefaceDecided once known
 
 	hijacked atomic.Bool // a handler took it over (reported as such)
 }
@@ -123,7 +123,7 @@ func (c *httpConn) Read(p []byte) (int, error) {
 	if n > 0 && !c.read.Load() {
 		c.read.Store(true)
 	}
-	if n > 0 && !c.seen {
+	if n > 0 && c.seen < prefaceDecided {
 		c.noteFirstRead(p[:n])
 	}
 	c.afterRead(p, n)

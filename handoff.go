@@ -35,7 +35,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/http/fcgi"
 	"os"
 	"sync"
@@ -663,7 +662,7 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, connCtx context.Cont
 	case ModeFCGI:
 		gs.resumed = newResumeListener(gs.ln.Addr(), func(c net.Conn) net.Conn { return c })
 		wg.Go(func() {
-			gs.logAcceptEnd(fcgi.Serve(&fcgiListener{Listener: gs.resumed, tracker: gs.tracker}, handler.(http.Handler)))
+			gs.logAcceptEnd(fcgi.Serve(&fcgiListener{Listener: gs.resumed, tracker: gs.tracker}, gs.fcgiHandler(handler)))
 		})
 	}
 }

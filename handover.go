@@ -83,6 +83,11 @@ func decodeHandover(b []byte) (*handover, error) {
 	return &h, nil
 }
 
+// maxControlLine bounds one line of the control socket. A metrics reply or
+// a worker's stats grow with the groups (some 250 bytes each): far past
+// bufio.Scanner's 64 KiB default, which would read as the other side gone.
+const maxControlLine = 16 << 20
+
 // The messages of the control socket, one a line: a worker says ready and
 // draining N (its open connections); the master says drain and stop.
 const (

@@ -1,6 +1,7 @@
 package gozd
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -306,6 +307,8 @@ func (m *master) signal(sig os.Signal) {
 // one reload follows the last of them. configLoaded carries on.
 func (m *master) reload() {
 	if m.stopping != "" || m.inLameDuck() {
+		// Said in the reload result, so -s reload answers at once.
+		m.finishReload(m.hups, nil, errors.New("the daemon is shutting down: not reloaded"))
 		return
 	}
 	if m.starting != nil || m.loading {
@@ -596,7 +599,10 @@ func (m *master) exited(w *worker, ws unix.WaitStatus) {
 			m.shutdown("stop")
 			return
 		}
-		m.finishReload(w.began, nil, err)
+		if w.began >= 0 {
+			// A worker restarted after a crash was no reload.
+			m.finishReload(w.began, nil, err)
+		}
 		if m.current == nil {
 			m.scheduleRestart()
 		} else {

@@ -60,6 +60,12 @@ func writePanicResponse(w http.ResponseWriter) {
 	http.Error(w, http.StatusText(http.StatusInternalServerError), http.StatusInternalServerError)
 }
 
+// fcgiHandler is what an fcgi group serves, on accepted and on handed-over
+// connections alike: the program's handler, guarded.
+func (gs *groupServer) fcgiHandler(handler any) http.Handler {
+	return gs.fcgiRecovering(handler.(http.Handler))
+}
+
 // fcgiRecovering guards an fcgi group's handler: net/http/fcgi does not
 // recover, so a panic would end the worker and every request on it.
 func (gs *groupServer) fcgiRecovering(h http.Handler) http.Handler {

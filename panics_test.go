@@ -157,3 +157,72 @@ func TestServerNoiseStaysQuiet(t *testing.T) {
 		t.Fatalf("a client's failed TLS handshake is logged above DEBUG: %s", line)
 	}
 }
+
+// TestHandlerPanicOnHandedOverFCGI: a FastCGI connection kept by the web
+// server moves to the new worker at a reload, and a panic on it there costs
+// one request too, not the worker.
+func TestHandlerPanicOnHandedOverFCGI(t *testing.T) {
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, "drain_timeout 20s\n[fcgi]\nmode fcgi\nlisten %DIR%/f.sock\n")
+	c, err := net.DialTimeout("unix", dir+"/f.sock", waitTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if out, err := fcgiKeptGet(c, "/"); err != nil || !strings.Contains(out, "v1 ") {
+		t.Fatalf("first request: %q, %v", out, err)
+	}
+	old := d.worker()
+	d.reloadTimes(1, 0)
+	d.expectQuickExit(old, 10*time.Second, "a kept FastCGI connection, idle")
+	nw := d.worker()
+	if out, err := fcgiKeptGet(c, "/panic"); err != nil || !strings.Contains(out, "Status: 500") {
+		t.Fatalf("/panic on the handed-over connection: %q, %v; want a 500", out, err)
+	}
+	if out, err := fcgiKeptGet(c, "/"); err != nil || !strings.Contains(out, fmt.Sprintf("v1 %d", nw)) {
+		t.Fatalf("after the panic, on the same connection: %q, %v; want an answer from worker %d", out, err, nw)
+	}
+	if w := d.worker(); w != nw {
+		t.Fatalf("worker %d was replaced by %d after a panic", nw, w)
+	}
+}
+
+// fcgiKeptGet sends a GET for path on c with FCGI_KEEP_CONN, as nginx with
+// fastcgi_keep_conn does, and returns the STDOUT stream up to END_REQUEST.
+func fcgiKeptGet(c net.Conn, path string) (string, error) {
+	c.SetDeadline(time.Now().Add(waitTimeout))
+	var req []byte
+	record := func(typ byte, content []byte) {
+		req = append(req, 1, typ, 0, 1, byte(len(content)>>8), byte(len(content)), 0, 0)
+		req = append(req, content...)
+	}
+	record(fcgiBeginRequest, []byte{0, fcgiResponder, 1, 0, 0, 0, 0, 0}) // flags 1: keep the connection
+	var params []byte
+	for _, kv := range [][2]string{{"REQUEST_METHOD", "GET"}, {"SERVER_PROTOCOL", "HTTP/1.1"}, {"REQUEST_URI", path}, {"HTTP_HOST", "localhost"}} {
+		params = append(params, byte(len(kv[0])), byte(len(kv[1])))
+		params = append(params, kv[0]+kv[1]...)
+	}
+	record(fcgiParams, params)
+	record(fcgiParams, nil)
+	record(fcgiStdin, nil)
+	if _, err := c.Write(req); err != nil {
+		return "", err
+	}
+	var stdout []byte
+	for {
+		var h [8]byte
+		if _, err := io.ReadFull(c, h[:]); err != nil {
+			return string(stdout), err
+		}
+		content := make([]byte, int(h[4])<<8|int(h[5])+int(h[6]))
+		if _, err := io.ReadFull(c, content); err != nil {
+			return string(stdout), err
+		}
+		switch h[1] {
+		case fcgiStdout:
+			stdout = append(stdout, content[:int(h[4])<<8|int(h[5])]...)
+		case fcgiEndRequest:
+			return string(stdout), nil
+		}
+	}
+}

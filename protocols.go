@@ -114,14 +114,28 @@ func (g *GroupConfig) applyClientCA(c *tls.Config) error {
 // h2Preface starts every HTTP/2 connection.
 const h2Preface = "PRI * HTTP/2.0"
 
+// prefaceDecided is httpConn.seen once the first bytes said whether the
+// connection speaks h2c.
+const prefaceDecided = len(h2Preface) + 1
+
 // noteFirstRead marks a connection whose first bytes are the HTTP/2 preface:
 // HTTP/2 without TLS (protocols h2c), which net/http hands to its HTTP/2
-// server with nothing else to tell it by. It drains as HTTP/2 over TLS does.
-// net/http reads a connection from one goroutine at a time.
+// server with nothing else to tell it by. It drains as HTTP/2 over TLS does,
+// and never moves to another worker as HTTP/1.x would. The preface may come
+// in pieces (a proxy, small segments): b is matched on from where the last
+// read left off. net/http reads a connection from one goroutine at a time.
 func (c *httpConn) noteFirstRead(b []byte) {
-	c.seen = true
-	if len(b) >= len(h2Preface) && string(b[:len(h2Preface)]) == h2Preface {
-		c.h2c.Store(true)
+	for _, x := range b {
+		if x != h2Preface[c.seen] {
+			c.seen = prefaceDecided
+			return
+		}
+		c.seen++
+		if c.seen == len(h2Preface) {
+			c.h2c.Store(true)
+			c.seen = prefaceDecided
+			return
+		}
 	}
 }
 

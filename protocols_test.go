@@ -3,6 +3,7 @@ package gozd
 import (
 	"context"
 	"errors"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -119,12 +120,47 @@ func TestParseServingErrors(t *testing.T) {
 // TestH2CTracked: a connection that speaks h2c (prior knowledge) is known to
 // the drain as HTTP/2, as one over TLS is, whatever the server's settings.
 func TestH2CTracked(t *testing.T) {
+	t.Run("preface in one read", func(t *testing.T) { testH2CTracked(t, nil) })
+	// A proxy or small segments may cut the preface: it is matched across
+	// reads. Each of its first bytes goes in a segment of its own.
+	t.Run("preface in pieces", func(t *testing.T) {
+		testH2CTracked(t, func(ctx context.Context, network, addr string) (net.Conn, error) {
+			c, err := (&net.Dialer{}).DialContext(ctx, network, addr)
+			if err != nil {
+				return nil, err
+			}
+			return &dribbleConn{Conn: c, left: len(h2Preface)}, nil
+		})
+	})
+}
+
+// dribbleConn writes its first left bytes one at a time, a moment apart.
+type dribbleConn struct {
+	net.Conn
+	left int
+}
+
+func (c *dribbleConn) Write(p []byte) (int, error) {
+	n := 0
+	for c.left > 0 && n < len(p) {
+		if _, err := c.Conn.Write(p[n : n+1]); err != nil {
+			return n, err
+		}
+		n++
+		c.left--
+		time.Sleep(2 * time.Millisecond)
+	}
+	m, err := c.Conn.Write(p[n:])
+	return n + m, err
+}
+
+func testH2CTracked(t *testing.T, dial func(ctx context.Context, network, addr string) (net.Conn, error)) {
 	cfg := &Config{DrainTimeout: 20 * time.Second, Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0", Protocols: []string{"http1", "h2c"}}}}
 	srv := &http.Server{Handler: http.HandlerFunc(hello), ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second}
 	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": srv})
 	var protos http.Protocols
 	protos.SetUnencryptedHTTP2(true)
-	tr := &http.Transport{Protocols: &protos}
+	tr := &http.Transport{Protocols: &protos, DialContext: dial}
 	defer tr.CloseIdleConnections()
 	resp, body := get(t, &http.Client{Transport: tr, Timeout: serveWait}, "http://"+td.addr(t, "web").String()+"/")
 	if resp.ProtoMajor != 2 || body != "hello /" {

@@ -453,7 +453,7 @@ func (gs *groupServer) start(handler any, connCtx context.Context, wg *sync.Wait
 		go func() {
 			defer wg.Done()
 			ln := &fcgiListener{Listener: retryingListener{Listener: gs.ln, log: gs.log}, tracker: gs.tracker}
-			err := fcgi.Serve(ln, gs.fcgiRecovering(handler.(http.Handler)))
+			err := fcgi.Serve(ln, gs.fcgiHandler(handler))
 			gs.logAcceptEnd(err)
 		}()
 	default: // http, https

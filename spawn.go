@@ -137,6 +137,7 @@ func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener
 // readControl turns a worker's messages into events.
 func (m *master) readControl(w *worker) {
 	sc := bufio.NewScanner(w.ctl)
+	sc.Buffer(make([]byte, 0, 64<<10), maxControlLine)
 	for sc.Scan() {
 		msg, err := parseControlMsg(sc.Text())
 		if err != nil {
@@ -153,5 +154,9 @@ func (m *master) readControl(w *worker) {
 				m.events <- ev
 			}
 		}
+	}
+	if err := sc.Err(); err != nil {
+		// The worker's exit tells the rest; its messages are lost.
+		m.log.Error("reading a worker's messages failed", "worker", w.pid, "gen", w.gen, "err", err)
 	}
 }

@@ -81,9 +81,10 @@ type reloadResult struct {
 	Build *buildInfo `json:"build,omitempty"` // and its build, as it said
 }
 
-// maxStatusSize bounds what is read of a state file; a real one is a few
-// hundred bytes.
-const maxStatusSize = 64 << 10
+// maxStatusSize bounds what is read of a state file. It holds each worker's
+// connections group by group: some 300 bytes a group and worker, so a daemon
+// of many groups with workers still draining writes tens of KiB.
+const maxStatusSize = 16 << 20
 
 // statusFile is the master's state file.
 type statusFile struct {
@@ -221,7 +222,11 @@ func (m *master) finishReload(began int, old *worker, err error) {
 	r := &reloadResult{Began: began, OK: err == nil}
 	if err != nil {
 		r.Error = err.Error()
-		m.notify.ready() // back to serving with the old worker
+		if m.stopping == "" && !m.inLameDuck() {
+			// The reload is over: systemd waits for READY=1
+			// after RELOADING=1, whether it worked or not.
+			m.notify.ready()
+		}
 	}
 	if old != nil {
 		r.OldWorker = old.pid

@@ -87,6 +87,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		// worker without a master drains and leaves.
 		orders := &controlReader{conn: ctl}
 		sc := bufio.NewScanner(orders)
+		sc.Buffer(make([]byte, 0, 64<<10), maxControlLine)
 		for sc.Scan() {
 			msg, err := parseControlMsg(sc.Text())
 			if err != nil {
@@ -109,7 +110,11 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 				d.Close()
 			}
 		}
-		log.Info("master gone; draining")
+		if err := sc.Err(); err != nil {
+			log.Error("reading the master's orders failed; draining", "err", err)
+		} else {
+			log.Info("master gone; draining")
+		}
 		drain()
 	}()
 	go workerSignals(sigs, d, drain, log)
