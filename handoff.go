@@ -20,7 +20,11 @@ package gozd
 //	batch     'C' then per descriptor: kind (1 byte), len(group) (1 byte),
 //	          group, len(state) (4 bytes, big endian), state
 //	ack       'A' then the 8-byte id that starts a tcp entry's state: the
-//	          new worker's handler runs on it (new worker to old)
+//	          new worker holds the connection (new worker to old)
+//	go        'Y' or 'N' then the same id: the old worker let go of the
+//	          connection, so the new one runs its handler; or it timed out
+//	          waiting for the ack and serves on, so the new one closes its
+//	          copy (old worker to new). Exactly one worker serves it.
 //
 // Whatever cannot move falls back to what a drain did before: a response
 // with "Connection: close", an idle connection closed.
@@ -100,6 +104,7 @@ type daemonHandoff struct {
 	inbox     *net.UnixConn                 // from the previous worker; nil outside a master
 	inboxDone chan struct{}                 // closed once the previous worker is gone
 	heir      atomic.Pointer[handoffSender] // to the next worker, once draining
+	goAheads  ackWaiters                    // tcp connections taken over, waiting for the previous worker's go
 }
 
 // openInbox takes over the inherited inbox descriptor, and starts taking
@@ -187,12 +192,19 @@ func (d *Daemon) receiveHandoffs() {
 		// Nobody will hand anything over (no previous worker).
 		return
 	}
+	// The previous worker gone, no tcp connection it passed is its any
+	// more: those waiting for its go run.
+	defer d.handoff.goAheads.release(true)
 	buf := make([]byte, handoffMsgMax+1)
 	oob := make([]byte, unix.CmsgSpace(handoffMaxFDs*4))
 	for {
 		n, oobn, flags, _, err := inbox.ReadMsgUnix(buf, oob)
 		if err != nil || (n == 0 && oobn == 0) {
 			return
+		}
+		if n == 9 && oobn == 0 && (buf[0] == 'Y' || buf[0] == 'N') {
+			d.handoff.goAheads.resolve(binary.BigEndian.Uint64(buf[1:9]), buf[0] == 'Y')
+			continue
 		}
 		fds, ferr := parseRights(oob[:oobn])
 		if flags&(unix.MSG_CTRUNC|unix.MSG_TRUNC) != 0 || ferr != nil {
@@ -316,7 +328,7 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		c, err := net.FileConn(f)
 		f.Close()
 		if err == nil {
-			err = gs.resumeTCP(c, e.state, d.handoff.inbox)
+			err = gs.resumeTCP(c, e.state, d.handoff.inbox, &d.handoff.goAheads)
 		}
 		if err != nil {
 			d.log.Warn("handoff: taking a tcp connection over failed", "group", e.group, "err", err)

@@ -4,11 +4,16 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"net"
+	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestHandoffWithoutHeir: Conn.Handoff with nobody to take the connection
@@ -98,5 +103,92 @@ func TestFCGIRecordsBetweenRequests(t *testing.T) {
 	}
 	if !c.requestEnded(fcgiRecord(fcgiEndRequest, 2, make([]byte, 8))) {
 		t.Fatal("not between requests after request 2 ended")
+	}
+}
+
+// TestResumeTCPWaitsForGo plays the previous worker on a new worker's inbox,
+// with real sockets: a tcp connection it passes is served by the new
+// worker's handler only once it says go ('Y'); told no ('N', the old worker
+// timed out waiting for the ack and serves on), the new worker closes its
+// copy without running the handler, so no connection is served twice.
+func TestResumeTCPWaitsForGo(t *testing.T) {
+	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_SEQPACKET|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldEnd := os.NewFile(uintptr(sp[0]), "old worker's end")
+	defer oldEnd.Close()
+	fc, err := net.FileConn(oldEnd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := fc.(*net.UnixConn)
+	defer old.Close()
+
+	cfg := &Config{Groups: []GroupConfig{{Name: "raw", Mode: ModeTCP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	td := newTestDaemon(t, cfg)
+	if err := td.openInbox(sp[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := td.HandleConn("raw", func(c Conn) {
+		state, _ := c.Resumed()
+		fmt.Fprintf(c, "served %s\n", state)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	td.start(context.Background())
+	td.waitReady(t)
+	old.SetDeadline(time.Now().Add(serveWait))
+	buf := make([]byte, 64<<10)
+	if n, err := old.Read(buf); err != nil || n == 0 || buf[0] != 'G' {
+		t.Fatalf("greeting: %q, %v", buf[:n], err)
+	}
+
+	// pass hands a fresh connection over as the old worker would, and
+	// returns the client's end and the id the new worker acknowledges.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	pass := func(id uint64, state string) net.Conn {
+		client := dialTCP(t, ln.Addr())
+		server, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer server.Close() // the old worker's copy, once the test is done with it
+		fd, err := connFD(server)
+		if err != nil {
+			t.Fatal(err)
+		}
+		e := handoffEntry{kind: handoffTCP, group: "raw", state: append(binary.BigEndian.AppendUint64(nil, id), state...)}
+		if _, _, err := old.WriteMsgUnix(appendEntry([]byte{'C'}, e), unix.UnixRights(fd), nil); err != nil {
+			t.Fatal(err)
+		}
+		n, err := old.Read(buf)
+		if err != nil || n != 9 || buf[0] != 'A' || binary.BigEndian.Uint64(buf[1:9]) != id {
+			t.Fatalf("ack of %d: %q, %v", id, buf[:n], err)
+		}
+		return client
+	}
+
+	no := pass(1, "no")
+	if _, err := old.Write(append([]byte{'N'}, binary.BigEndian.AppendUint64(nil, 1)...)); err != nil {
+		t.Fatal(err)
+	}
+	yes := pass(2, "yes")
+	if _, err := old.Write(append([]byte{'Y'}, binary.BigEndian.AppendUint64(nil, 2)...)); err != nil {
+		t.Fatal(err)
+	}
+	yes.SetReadDeadline(time.Now().Add(serveWait))
+	if line, err := bufio.NewReader(yes).ReadString('\n'); line != "served yes\n" {
+		t.Fatalf("after go: %q, %v", line, err)
+	}
+	// pass closed the old worker's copy of "no" on return: with the new
+	// worker's closed too, its client sees EOF, and nothing served it.
+	no.SetReadDeadline(time.Now().Add(serveWait))
+	if rest, err := io.ReadAll(no); len(rest) != 0 || err != nil {
+		t.Fatalf("after no: %q, %v; want EOF and nothing served", rest, err)
 	}
 }

@@ -29,7 +29,9 @@ type tcpResumed struct {
 
 // Handoff implements Conn.Handoff: the descriptor goes with its state, and
 // this worker keeps its own until the new worker acknowledges the
-// connection (its handler runs), so a failure leaves it usable.
+// connection; then it tells the new worker to go ahead and lets go. Without
+// the acknowledgement in time it tells the new worker no, so a failure
+// leaves the connection usable here and served nowhere else.
 func (c *tcpConn) Handoff(state []byte) error {
 	gs := c.gs
 	if gs == nil || gs.handoff == nil {
@@ -59,12 +61,19 @@ func (c *tcpConn) Handoff(state []byte) error {
 	if err := heir.send(e, fd); err != nil {
 		return fmt.Errorf("group %q: handoff: %w: %w", name, err, ErrNoHandoff)
 	}
+	idBytes := e.state[:8]
 	select {
 	case ok := <-taken:
 		if !ok {
 			return fmt.Errorf("group %q: handoff: the new worker is gone: %w", name, ErrNoHandoff)
 		}
+		if _, err := heir.conn.Write(append([]byte{'Y'}, idBytes...)); err != nil {
+			// Gone, and its copy with it: this one serves on.
+			return fmt.Errorf("group %q: handoff: the new worker is gone: %w", name, ErrNoHandoff)
+		}
 	case <-time.After(handoffTimeout):
+		// Its ack may still come: tell it to close its copy.
+		heir.conn.Write(append([]byte{'N'}, idBytes...))
 		return fmt.Errorf("group %q: handoff: the new worker did not take the connection within %s: %w", name, handoffTimeout, ErrNoHandoff)
 	}
 	// The new worker holds the socket: closing this descriptor sends
@@ -84,36 +93,68 @@ func (c *tcpConn) Resumed() ([]byte, bool) {
 	return c.resumed.state, true
 }
 
-// ackWaiters are the Handoffs waiting for the new worker to take their
-// connection, by id.
+// ackWaiters are those waiting for the other worker's word on a tcp
+// connection, by id: in the old worker the Handoffs waiting for the new one
+// to take their connection, in the new worker the taken-over connections
+// waiting for the old one to let go.
 type ackWaiters struct {
-	mu      sync.Mutex
-	next    atomic.Uint64
-	waiting map[uint64]chan bool
-	gone    bool
+	mu         sync.Mutex
+	next       atomic.Uint64
+	waiting    map[uint64]chan bool
+	gone       bool
+	goneAnswer bool // what waiters get once gone
 }
 
 func (s *handoffSender) expectAck() (uint64, <-chan bool) {
-	a := &s.acks
-	id := a.next.Add(1)
+	id := s.acks.next.Add(1)
+	return id, s.acks.expectID(id)
+}
+
+func (s *handoffSender) forgetAck(id uint64) { s.acks.forget(id) }
+
+// expectID returns the channel that resolve(id) answers on; at once false
+// once release ran.
+func (a *ackWaiters) expectID(id uint64) <-chan bool {
 	ch := make(chan bool, 1)
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if a.gone {
-		ch <- false
-		return id, ch
+		ch <- a.goneAnswer
+		return ch
 	}
 	if a.waiting == nil {
 		a.waiting = make(map[uint64]chan bool)
 	}
 	a.waiting[id] = ch
-	return id, ch
+	return ch
 }
 
-func (s *handoffSender) forgetAck(id uint64) {
-	s.acks.mu.Lock()
-	delete(s.acks.waiting, id)
-	s.acks.mu.Unlock()
+func (a *ackWaiters) forget(id uint64) {
+	a.mu.Lock()
+	delete(a.waiting, id)
+	a.mu.Unlock()
+}
+
+// resolve answers the one waiting for id, if any.
+func (a *ackWaiters) resolve(id uint64, ok bool) {
+	a.mu.Lock()
+	if ch, found := a.waiting[id]; found {
+		ch <- ok
+		delete(a.waiting, id)
+	}
+	a.mu.Unlock()
+}
+
+// release answers every waiter, and every later one, with ok: the other
+// side is gone.
+func (a *ackWaiters) release(ok bool) {
+	a.mu.Lock()
+	a.gone, a.goneAnswer = true, ok
+	for id, ch := range a.waiting {
+		ch <- ok
+		delete(a.waiting, id)
+	}
+	a.mu.Unlock()
 }
 
 // readAcks reads the new worker's acknowledgements until it is gone; then
@@ -128,24 +169,12 @@ func (s *handoffSender) readAcks() {
 		if n != 9 || buf[0] != 'A' {
 			continue
 		}
-		id := binary.BigEndian.Uint64(buf[1:9])
-		s.acks.mu.Lock()
-		if ch, ok := s.acks.waiting[id]; ok {
-			ch <- true
-			delete(s.acks.waiting, id)
-		}
-		s.acks.mu.Unlock()
+		s.acks.resolve(binary.BigEndian.Uint64(buf[1:9]), true)
 	}
 	if !s.dead.Swap(true) {
 		s.log.Warn("the new worker is gone; connections are closed as they turn idle, responses say Connection: close")
 	}
-	s.acks.mu.Lock()
-	s.acks.gone = true
-	for id, ch := range s.acks.waiting {
-		ch <- false
-		delete(s.acks.waiting, id)
-	}
-	s.acks.mu.Unlock()
+	s.acks.release(false)
 }
 
 // serveResumedTCP lets gs take over tcp connections: handler runs on each
@@ -160,8 +189,10 @@ func (gs *groupServer) serveResumedTCP(handler func(Conn), connCtx context.Conte
 }
 
 // resumeTCP takes over a tcp connection a handler of the previous worker
-// passed on, and acknowledges it once the group's handler runs on it.
-func (gs *groupServer) resumeTCP(c net.Conn, state []byte, inbox net.Conn) error {
+// passed on: it acknowledges it, and runs the group's handler on it once the
+// previous worker says it let go (or is gone); told no, or never told, it
+// closes its copy, which the previous worker still serves.
+func (gs *groupServer) resumeTCP(c net.Conn, state []byte, inbox net.Conn, goAheads *ackWaiters) error {
 	if len(state) < 8 {
 		c.Close()
 		return errors.New("tcp entry without an id")
@@ -170,7 +201,26 @@ func (gs *groupServer) resumeTCP(c net.Conn, state []byte, inbox net.Conn) error
 		c.Close()
 		return fmt.Errorf("group %q does not serve", gs.cfg.Name)
 	}
-	gs.runResumedTCP(c, state[8:])
-	_, err := inbox.Write(append([]byte{'A'}, state[:8]...))
-	return err
+	id := binary.BigEndian.Uint64(state[:8])
+	goAhead := goAheads.expectID(id)
+	if _, err := inbox.Write(append([]byte{'A'}, state[:8]...)); err != nil {
+		goAheads.forget(id)
+		c.Close()
+		return err
+	}
+	// Not in the takeover loop: the go comes over the inbox that loop's
+	// reader reads, after this ack.
+	go func() {
+		select {
+		case ok := <-goAhead:
+			if ok {
+				gs.runResumedTCP(c, state[8:])
+				return
+			}
+		case <-time.After(handoffTimeout + 10*time.Second):
+			goAheads.forget(id)
+		}
+		c.Close()
+	}()
+	return nil
 }
