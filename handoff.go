@@ -818,7 +818,7 @@ func (t *connTracker) setMover(move func(net.Conn) bool, heir *handoffSender) {
 // the group's connections and c can move now.
 func (t *connTracker) tryMove(c net.Conn) bool {
 	m := t.mover.Load()
-	return m != nil && m.move != nil && !m.heir.dead.Load() && m.move(c)
+	return m.ready() && m.move(c)
 }
 
 // moveAll starts moving conns to the next worker, outside the tracker's
@@ -843,7 +843,10 @@ func (t *connTracker) moveAll(conns []net.Conn) {
 
 // moves reports whether connections of the group move to the next worker
 // (and so responses need not say "Connection: close").
-func (t *connTracker) moves() bool {
-	m := t.mover.Load()
+func (t *connTracker) moves() bool { return t.mover.Load().ready() }
+
+// ready reports whether m can move connections: there is one, for a group
+// whose connections can move, and its heir is alive.
+func (m *connMover) ready() bool {
 	return m != nil && m.move != nil && !m.heir.dead.Load()
 }

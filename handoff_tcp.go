@@ -67,13 +67,13 @@ func (c *tcpConn) Handoff(state []byte) error {
 		if !ok {
 			return fmt.Errorf("group %q: handoff: the new worker is gone: %w", name, ErrNoHandoff)
 		}
-		if _, err := heir.conn.Write(append([]byte{'Y'}, idBytes...)); err != nil {
+		if err := heir.answer(true, idBytes); err != nil {
 			// Gone, and its copy with it: this one serves on.
 			return fmt.Errorf("group %q: handoff: the new worker is gone: %w", name, ErrNoHandoff)
 		}
 	case <-time.After(handoffTimeout):
 		// Its ack may still come: tell it to close its copy.
-		heir.conn.Write(append([]byte{'N'}, idBytes...))
+		heir.answer(false, idBytes)
 		return fmt.Errorf("group %q: handoff: the new worker did not take the connection within %s: %w", name, handoffTimeout, ErrNoHandoff)
 	}
 	// The new worker holds the socket: closing this descriptor sends
@@ -111,6 +111,18 @@ func (s *handoffSender) expectAck() (uint64, <-chan bool) {
 }
 
 func (s *handoffSender) forgetAck(id uint64) { s.acks.forget(id) }
+
+// answer tells the new worker whether to serve the tcp connection id, with
+// a write deadline of its own: the one a batch set may have passed.
+func (s *handoffSender) answer(goAhead bool, id []byte) error {
+	word := byte('N')
+	if goAhead {
+		word = 'Y'
+	}
+	s.conn.SetWriteDeadline(time.Now().Add(handoffTimeout))
+	_, err := s.conn.Write(append([]byte{word}, id...))
+	return err
+}
 
 // expectID returns the channel that resolve(id) answers on; at once false
 // once release ran.

@@ -6,13 +6,16 @@ package gozd_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -37,16 +40,12 @@ func startLatencyProxy(t *testing.T, network, addr string, delay time.Duration) 
 // that answered. Go's client does not retry a POST that fails on a reused
 // connection, so a keep-alive connection closed under it shows.
 func httpPostVersion(c *http.Client, url string) (string, int, error) {
-	resp, err := c.Post(url, "text/plain", strings.NewReader("hello"))
+	req, err := http.NewRequest("POST", url, strings.NewReader("hello"))
 	if err != nil {
 		return "", 0, err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return "", 0, fmt.Errorf("POST %s: reading the body: %w", url, err)
-	}
-	return checkVersionResponse(resp.StatusCode, resp.Header, string(body))
+	req.Header.Set("Content-Type", "text/plain")
+	return httpVersionReq(c, req)
 }
 
 // postGens returns n generators, each POSTing on its own keep-alive
@@ -58,6 +57,37 @@ func postGens(t *testing.T, n int, url string) []*loadGen {
 		t.Cleanup(c.CloseIdleConnections)
 		gens = append(gens, &loadGen{name: fmt.Sprintf("keep-alive POST %d", i), do: func(int) (string, error) {
 			v, _, err := httpPostVersion(c, url)
+			return v, err
+		}})
+	}
+	return gens
+}
+
+// getGens returns n generators, each GETting on its own keep-alive
+// connection. Go's client retries a GET that meets a connection closed
+// under it on a new connection, which hides the close from the caller: a
+// GET that needed a new connection after the first counts as failed.
+func getGens(t *testing.T, n int, url string) []*loadGen {
+	var gens []*loadGen
+	for i := range n {
+		c := &http.Client{Timeout: waitTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+		t.Cleanup(c.CloseIdleConnections)
+		var dialed atomic.Int32
+		trace := &httptrace.ClientTrace{GotConn: func(info httptrace.GotConnInfo) {
+			if !info.Reused {
+				dialed.Add(1)
+			}
+		}}
+		gens = append(gens, &loadGen{name: fmt.Sprintf("keep-alive GET %d", i), do: func(int) (string, error) {
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", url, nil)
+			if err != nil {
+				return "", err
+			}
+			v, _, err := httpVersionReq(c, req)
+			if err == nil && dialed.Load() > 1 {
+				err = fmt.Errorf("GET %s needed a new connection: the kept one was closed", url)
+				dialed.Store(1)
+			}
 			return v, err
 		}})
 	}
@@ -82,11 +112,15 @@ func (d *masterProcess) reloadTimes(n int, pause time.Duration) {
 // ten reloads. A connection closed by the old worker while idle is crossed
 // by the client's next request on the wire, and Go's client does not retry
 // a POST: every such close is a failed request.
+//
+// GETs go alongside: Go's client would retry those on a new connection,
+// so for them the new connection is the failure.
 func TestHandoffKeepAlivePOSTOverLatency(t *testing.T) {
 	d := startMaster(t, newDaemonDir(t), webConf)
 	d.worker()
 	proxy := startLatencyProxy(t, "tcp", d.addrs["web"], 15*time.Millisecond)
-	load := startLoadGoing(t, 40*time.Millisecond, postGens(t, 16, "http://"+proxy.Addr()+"/")...)
+	url := "http://" + proxy.Addr() + "/"
+	load := startLoadGoing(t, 40*time.Millisecond, append(postGens(t, 12, url), getGens(t, 4, url)...)...)
 	d.reloadTimes(10, 300*time.Millisecond)
 	load.check(t)
 }

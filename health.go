@@ -65,12 +65,14 @@ func (gs *groupServer) withOps(h http.Handler) http.Handler {
 		return h
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// A path left unset is "", which a request's own (an
+		// absolute-form target without a path) must not match.
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
-			switch r.URL.Path {
-			case gs.cfg.Health:
+			switch p := r.URL.Path; {
+			case p == gs.cfg.Health && p != "":
 				gs.serveHealth(w)
 				return
-			case gs.cfg.Metrics:
+			case p == gs.cfg.Metrics && p != "":
 				gs.serveMetrics(w)
 				return
 			}

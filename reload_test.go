@@ -208,14 +208,23 @@ var (
 
 // httpVersion GETs url and returns the version and pid that answered.
 func httpVersion(c *http.Client, url string) (version string, pid int, err error) {
-	resp, err := c.Get(url)
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		return "", 0, err
+	}
+	return httpVersionReq(c, req)
+}
+
+// httpVersionReq sends req and returns the version and pid that answered.
+func httpVersionReq(c *http.Client, req *http.Request) (version string, pid int, err error) {
+	resp, err := c.Do(req)
 	if err != nil {
 		return "", 0, err
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return "", 0, fmt.Errorf("GET %s: reading the body: %w", url, err)
+		return "", 0, fmt.Errorf("%s %s: reading the body: %w", req.Method, req.URL, err)
 	}
 	return checkVersionResponse(resp.StatusCode, resp.Header, string(body))
 }

@@ -7,7 +7,6 @@ package main
 
 import (
 	"fmt"
-	"io"
 	"net/http"
 	"sort"
 	"strconv"
@@ -120,19 +119,7 @@ func runLatency(env *runEnv, name, label string, reloads int, dur time.Duration)
 // post sends one POST with a small body, which Go's client does not retry
 // when the reused connection it went out on turns out closed.
 func post(c *http.Client, url string) error {
-	resp, err := c.Post(url, "text/plain", strings.NewReader("hello"))
-	if err != nil {
-		return err
-	}
-	body, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello from bench") {
-		return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
-	}
-	return nil
+	return checkHello(c.Post(url, "text/plain", strings.NewReader("hello")))
 }
 
 // runLatencyAll runs gozd across reloads, gozd without (as long), and

@@ -71,21 +71,7 @@ func startLoad(s *server) *loadGen {
 	pooled := &http.Client{Timeout: opTimeout, Transport: &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}}
 	fresh := &http.Client{Timeout: opTimeout, Transport: &http.Transport{DisableKeepAlives: true, DisableCompression: true}}
 	g.clients = []*http.Client{pooled, fresh}
-	get := func(c *http.Client) error {
-		resp, err := c.Get(url)
-		if err != nil {
-			return err
-		}
-		body, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err != nil {
-			return err
-		}
-		if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello from bench") {
-			return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
-		}
-		return nil
-	}
+	get := func(c *http.Client) error { return checkHello(c.Get(url)) }
 	ops := []func(buf []byte) error{
 		func([]byte) error { return get(pooled) },
 		func([]byte) error { return get(fresh) },
@@ -342,4 +328,21 @@ func runStartFloor(env *runEnv, name string, n int) ([]time.Duration, error) {
 	}
 	logf("  %s: start to exit with -h %v", name, durSpreadOf(times))
 	return times, nil
+}
+
+// checkHello reads a response of the bench servers' GET / (or POST /) and
+// fails anything but a 200 with their greeting, as a client would count it.
+func checkHello(resp *http.Response, err error) error {
+	if err != nil {
+		return err
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != 200 || !strings.HasPrefix(string(body), "hello from bench") {
+		return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
+	}
+	return nil
 }
