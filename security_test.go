@@ -9,6 +9,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -502,7 +503,14 @@ func TestSecurityUserDefaults(t *testing.T) {
 	t.Run("no XDG_RUNTIME_DIR", func(t *testing.T) {
 		top := fmt.Sprintf("/tmp/gozd-%d", cred.Uid)
 		runDir := top + "/" + daemonDirName(conf)
-		t.Cleanup(func() { os.RemoveAll(runDir) })
+		_, err := os.Lstat(top)
+		made := errors.Is(err, os.ErrNotExist)
+		t.Cleanup(func() {
+			os.RemoveAll(runDir)
+			if made { // the daemon made it: leave /tmp as it was
+				os.Remove(top)
+			}
+		})
 		serves(t, "", top, runDir)
 	})
 
