@@ -202,7 +202,10 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		defer os.Remove(filepath.Dir(m.pidfile.path))
 	}
 	defer m.pidfile.remove()
-	if m.status, err = openStatusFile(statePath(m.pidfile.path)); err != nil {
+	statusFailed := func(err error) {
+		m.log.Warn("writing the state file failed", "err", err, "path", statePath(m.pidfile.path))
+	}
+	if m.status, err = openStatusFile(statePath(m.pidfile.path), statusFailed); err != nil {
 		return fail(err)
 	}
 	defer m.status.remove()
