@@ -49,6 +49,7 @@ type Config struct {
 	User         string        // account workers run as, name or uid; "" = unchanged
 	UserGroup    string        // group workers run as (the group directive), name or gid; "" = unchanged
 	MaxFDs       uint64        // RLIMIT_NOFILE; 0 = unchanged
+	StartBoost   int           // nice levels a starting worker runs above the master until ready (priority.go); a parsed file has DefaultStartBoost unless it says
 	Groups       []GroupConfig // in file order
 
 	OpsConfig // shutdown_delay, log_level, log_format (config_ops.go)
@@ -222,7 +223,7 @@ func ParseConfig(name string, r io.Reader) (*Config, error) {
 		return nil, &ConfigError{File: name, Err: fmt.Errorf("reading config: %w", err)}
 	}
 	p := &configParser{
-		cfg:     &Config{File: name},
+		cfg:     &Config{File: name, StartBoost: DefaultStartBoost},
 		globals: map[string]int{},
 		headers: map[string]int{},
 	}
@@ -247,6 +248,9 @@ func (c *Config) Validate() error {
 	var errs configErrors
 	if c.DrainTimeout < 0 {
 		errs.add(&ConfigError{File: c.File, Err: fmt.Errorf("drain_timeout %v is negative", c.DrainTimeout)})
+	}
+	if c.StartBoost < 0 || c.StartBoost > maxStartBoost {
+		errs.add(&ConfigError{File: c.File, Err: fmt.Errorf("start_boost %d is out of range 0–%d", c.StartBoost, maxStartBoost)})
 	}
 	if c.ReadyTimeout < 0 {
 		errs.add(&ConfigError{File: c.File, Err: fmt.Errorf("ready_timeout %v is negative", c.ReadyTimeout)})

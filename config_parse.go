@@ -25,7 +25,7 @@ func atLine(line int) string {
 var (
 	globalDirectives = map[string]bool{
 		"pidfile": true, "logfile": true, "drain_timeout": true, "ready_timeout": true,
-		"user": true, "group": true, "maxfds": true,
+		"user": true, "group": true, "maxfds": true, "start_boost": true,
 	}
 	groupDirectives = map[string]bool{
 		"mode": true, "listen": true, "key": true, "cert": true, "chmod": true, "owner": true,
@@ -359,6 +359,12 @@ func (p *configParser) setGlobal(name, value string) error {
 			return fmt.Errorf("ready_timeout must be greater than 0: 0 would fail every start")
 		}
 		c.ReadyTimeout = d
+	case "start_boost":
+		n, err := strconv.Atoi(value)
+		if err != nil || n < 0 || n > maxStartBoost {
+			return fmt.Errorf("bad start_boost %q: use 0 (off) to %d nice levels", value, maxStartBoost)
+		}
+		c.StartBoost = n
 	case "maxfds":
 		n, err := strconv.ParseUint(value, 10, 64)
 		if err != nil || n == 0 {

@@ -33,6 +33,7 @@ type handover struct {
 	Verbose    bool           `json:"verbose,omitempty"`
 	Inbox      int            `json:"inbox,omitempty"`   // descriptor of the socket connections are handed over on (handoff.go)
 	Reports    bool           `json:"reports,omitempty"` // the master takes "build" and "stats" (report.go)
+	Nice       *int           `json:"nice,omitempty"`    // the worker starts boosted and returns to this nice value once ready (priority.go)
 }
 
 // readHandover returns the handover in the environment, or nil when this

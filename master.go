@@ -36,6 +36,7 @@ type master struct {
 	dir     string
 	pidfile *pidFile
 	status  *statusFile
+	prio    *startPriority // nil when the loop's thread could not be read
 	notify  *notifier
 	report  func(msg string, err error) // tells the launcher how the first start went; nil once done
 
@@ -192,6 +193,11 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 	}
 	if m.acct, err = resolveAccount(cfg); err != nil {
 		return fail(err)
+	}
+	// From here on this goroutine is the loop's, and workers are forked
+	// from its thread.
+	if m.prio, err = lockStartThread(cfg.StartBoost); err != nil {
+		m.log.Info("workers start at the master's priority: raising it needs root or CAP_SYS_NICE", "start_boost", cfg.StartBoost, "err", err)
 	}
 	if m.pidfile, err = lockPidFile(cfg); err != nil {
 		return fail(err)
@@ -365,6 +371,11 @@ func (m *master) configLoaded(ev event) {
 	}
 	if cfg.MaxFDs != m.cfg.MaxFDs {
 		m.log.Warn("maxfds changed; it takes effect when the daemon is restarted, not on reload", "maxfds", m.cfg.MaxFDs, "new", cfg.MaxFDs)
+	}
+	if m.prio != nil && cfg.StartBoost != m.cfg.StartBoost {
+		if err := m.prio.apply(cfg.StartBoost); err != nil {
+			m.log.Info("workers start at the master's priority: raising it needs root or CAP_SYS_NICE", "start_boost", cfg.StartBoost, "err", err)
+		}
 	}
 	held, added, err := m.bind(cfg, nil)
 	if err != nil {

@@ -63,7 +63,7 @@ func (w *worker) stopTimer() {
 // (acct was resolved off the master's loop): the loop must not wait on NSS.
 func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener, added []*heldListener) (*worker, error) {
 	m.gen++
-	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose, Reports: true}
+	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose, Reports: true, Nice: m.prio.workerNice()}
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)

@@ -71,6 +71,11 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		for {
 			select {
 			case <-d.Ready():
+				if h.Nice != nil {
+					if err := settlePriority(*h.Nice); err != nil {
+						log.Warn("putting the worker's threads back to the master's priority failed", "nice", *h.Nice, "err", err)
+					}
+				}
 				startReports(h, d, func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }, done)
 				fmt.Fprintf(ctl, "%s\n", msgReady)
 				log.Debug("ready")
