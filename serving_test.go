@@ -35,6 +35,11 @@ func (d *masterProcess) reloadUnderLoad(n int, load *loadGens) {
 		d.proc.signal(syscall.SIGHUP)
 		d.waitLog(`msg="old worker exited"`, done+i)
 	}
+	// A reload that went well logs no error: an operator's alert would
+	// fire on every deploy.
+	if line, ok := d.proc.out.line("level=ERROR"); ok {
+		d.t.Errorf("the master logged an error during reloads that went well: %s", line)
+	}
 }
 
 // TestH2CReloads: an http group with "protocols http1 h2c" serves HTTP/2

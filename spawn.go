@@ -2,6 +2,7 @@ package gozd
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -155,8 +156,10 @@ func (m *master) readControl(w *worker) {
 			}
 		}
 	}
-	if err := sc.Err(); err != nil {
-		// The worker's exit tells the rest; its messages are lost.
+	if err := sc.Err(); err != nil && !errors.Is(err, net.ErrClosed) {
+		// The worker's exit tells the rest; its messages are lost. (A
+		// closed connection is the master's own doing, once the worker
+		// has exited.)
 		m.log.Error("reading a worker's messages failed", "worker", w.pid, "gen", w.gen, "err", err)
 	}
 }
