@@ -54,6 +54,7 @@ type master struct {
 	exitCode     int
 	everReady    bool // a worker has served; until then a failure ends the master
 	ops          masterOps
+	trim         memoryTrimmer // memory.go
 
 	events chan event
 }
@@ -160,6 +161,8 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		ops:     masterOps{started: time.Now(), log: logSettings, metrics: newMasterMetrics()},
 	}
 	setProcName("master")
+	setMasterGC()
+	defer m.trim.stop()
 	// Signals that arrived since Daemonize began are waiting in sigs.
 	sigs := opts.sigs
 	if sigs == nil {
@@ -499,6 +502,9 @@ func (m *master) ready(w *worker) {
 	m.cfg, m.acct = w.cfg, w.acct
 	m.ops.log.apply(w.cfg) // log_level and log_format as the config now served says
 	took := time.Since(w.started)
+	if !m.everReady {
+		m.trim.soon() // what the start left behind
+	}
 	m.everReady = true
 	if old != nil {
 		m.drain(old)
@@ -578,6 +584,7 @@ func (m *master) exited(w *worker, ws unix.WaitStatus) {
 	switch {
 	case w.state == workerDraining:
 		m.log.Info("old worker exited", "worker", w.pid, "gen", w.gen, "after", time.Since(w.drained).Round(time.Microsecond), "status", how)
+		m.trim.soon()
 	case w == m.starting:
 		m.starting = nil
 		for _, h := range w.added {

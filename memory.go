@@ -1,0 +1,169 @@
+package gozd
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// The master runs none of the program's code after its start, yet it is the
+// program's binary: every package's init ran in it, and its resident memory
+// was the program's start-up memory. Two things kept it high, and the second
+// made it grow with every reload:
+//
+//   - Pages of the binary (and of libc) that the start touched stay mapped in
+//     the master, some 7 MiB of a typical program's code and tables. They are
+//     shared with a worker of the same binary, but after a deploy the master
+//     alone holds the old binary's. Dropping them from the master's page
+//     tables (MADV_DONTNEED on read-only file mappings) leaves in its resident
+//     set only what it touches again: its loop, the runtime, a reload's path.
+//     A page it needs comes back from the page cache with a minor fault.
+//   - The Go heap collects nothing below its minimum of 4 MiB, and each reload
+//     leaves garbage (configs, buffers, reports): the heap filled up to 4 MiB
+//     before the first collection. The master collects and returns free
+//     memory to the system once things are quiet.
+//
+// The trim runs off the loop a second after the first worker is ready and
+// after each old worker exits: never on a reload's path.
+
+// trimDelay is how long after a reload's end the master trims itself.
+const trimDelay = time.Second
+
+// masterGCPercent is the master's GOGC unless the environment sets one: the
+// heap's minimum goal scales with it, to 1 MiB from 4, and collecting a heap
+// this small costs next to nothing.
+const masterGCPercent = 25
+
+// setMasterGC applies masterGCPercent, and turns off the heap profile's
+// sampling, which nobody reads in a master and whose table of call stacks
+// took some of its resident memory.
+func setMasterGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(masterGCPercent)
+	}
+	runtime.MemProfileRate = 0
+}
+
+// memoryTrimmer runs trims, one at a time, the latest request winning.
+type memoryTrimmer struct {
+	mu    sync.Mutex
+	timer *time.Timer
+	runMu sync.Mutex // held by a trim under way
+}
+
+// soon schedules a trim trimDelay from now, replacing one not run yet.
+func (t *memoryTrimmer) soon() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+	t.timer = time.AfterFunc(trimDelay, t.trim)
+}
+
+func (t *memoryTrimmer) stop() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.timer != nil {
+		t.timer.Stop()
+	}
+}
+
+func (t *memoryTrimmer) trim() {
+	t.runMu.Lock()
+	defer t.runMu.Unlock()
+	debug.FreeOSMemory()
+	dropFilePages()
+}
+
+// dropFilePages drops from this process's page tables the pages of every
+// read-only file mapping that holds no page of its own: the binary's code
+// and read-only data, and those of the shared libraries. A mapping written
+// before it was made read-only (relocations under RELRO, in a PIE or a
+// shared library) holds private copies, which MADV_DONTNEED would discard
+// for the file's original bytes; smaps counts them as Anonymous, and such a
+// mapping is left alone. Errors leave memory as it was.
+func dropFilePages() {
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		return
+	}
+	drop, err := droppableMappings(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	for _, m := range drop {
+		unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_DONTNEED)
+	}
+}
+
+// droppableMappings reads smaps and returns the mappings dropFilePages may
+// drop.
+func droppableMappings(r io.Reader) ([]fileMapping, error) {
+	var drop []fileMapping
+	var cur fileMapping
+	flush := func() {
+		if cur.ok {
+			drop = append(drop, cur)
+		}
+		cur = fileMapping{}
+	}
+	sc := bufio.NewScanner(r)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if isMappingHeader(line) {
+			flush()
+			cur = parseMappingHeader(line)
+			continue
+		}
+		if v, ok := bytes.CutPrefix(line, []byte("Anonymous:")); ok && cur.ok {
+			if kb := bytes.Fields(v); len(kb) == 0 || string(kb[0]) != "0" {
+				cur.ok = false
+			}
+		}
+	}
+	flush()
+	return drop, sc.Err()
+}
+
+// isMappingHeader tells a mapping's first line in smaps ("start-end perms
+// offset dev inode [path]") from its "Key: value" lines.
+func isMappingHeader(line []byte) bool {
+	i := bytes.IndexByte(line, ' ')
+	return i > 0 && bytes.IndexByte(line[:i], '-') > 0 && !bytes.HasSuffix(line[:i], []byte(":"))
+}
+
+// fileMapping is a mapping of smaps: its range, and whether its pages may
+// be dropped.
+type fileMapping struct {
+	start, end uintptr
+	ok         bool // read-only, file-backed, and (once its lines are read) no Anonymous pages
+}
+
+// parseMappingHeader reads a mapping's range and says whether it is one to
+// drop: not writable, backed by a file (an inode), not a [special] one.
+func parseMappingHeader(line []byte) (m fileMapping) {
+	f := bytes.Fields(line)
+	if len(f) < 6 {
+		return m
+	}
+	lo, hi, found := bytes.Cut(f[0], []byte("-"))
+	start, err1 := strconv.ParseUint(string(lo), 16, 64)
+	end, err2 := strconv.ParseUint(string(hi), 16, 64)
+	if !found || err1 != nil || err2 != nil || end <= start {
+		return m
+	}
+	perms, inode := f[1], string(f[4])
+	m.start, m.end = uintptr(start), uintptr(end)
+	m.ok = len(perms) == 4 && perms[0] == 'r' && perms[1] != 'w' && inode != "0" && f[5][0] != '['
+	return m
+}

@@ -1,0 +1,70 @@
+package gozd_test
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// rssFileKB reads RssFile from /proc/PID/status.
+func rssFileKB(t *testing.T, pid int) int {
+	t.Helper()
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), "RssFile:"); ok {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return kb
+		}
+	}
+	t.Fatalf("no RssFile in /proc/%d/status", pid)
+	return 0
+}
+
+// Once the first worker is ready, the master drops the pages of its binary
+// and libraries that its start touched, and it keeps working: a reload runs
+// code whose pages come back from the page cache. The binary is a PIE, whose
+// RELRO segment the dynamic linker wrote before making it read-only: were
+// those pages dropped, the master would read unrelocated pointers and crash
+// at the next reload.
+func TestMasterDropsStartPages(t *testing.T) {
+	dir := newDaemonDir(t)
+	pie := filepath.Join(t.TempDir(), "testdaemon-pie")
+	build := exec.Command("go", "build", "-buildmode=pie", "-o", pie, "-ldflags", "-X main.version=v2", testDaemonPkg)
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build -buildmode=pie: %v\n%s", err, out)
+	}
+	d := &masterProcess{t: t, dir: dir, bin: filepath.Join(dir, "testdaemon")}
+	installBinary(t, pie, d.bin)
+	d.conf = d.writeConfig("[web]\nmode   http\nlisten 127.0.0.1:0\n")
+	d.proc = startProcess(t, d.bin, "-f", "-c", d.conf)
+	d.pid, d.addrs = startedAddrs(t, d.proc.waitOutput("gozd: started"))
+	started := rssFileKB(t, d.pid)
+	waitUntil(t, "the master's file pages dropped", func() bool { return rssFileKB(t, d.pid) < started/2 })
+
+	url := "http://" + d.addrs["web"] + "/"
+	for i, v := range []string{"v1", "v2", "v1"} {
+		old := d.worker()
+		installBinary(t, buildTestDaemon(t, v, ""), d.bin)
+		d.proc.signal(syscall.SIGHUP)
+		d.waitLog(`msg="old worker exited"`, i+1)
+		if got, pid, err := httpVersion(newConnClient, url); err != nil || got != v || pid == old {
+			t.Fatalf("reload %d: %s from pid %d, %v; want %s from a new worker", i+1, got, pid, err, v)
+		}
+	}
+	if !processAlive(d.pid) {
+		t.Fatal("the master died")
+	}
+}
