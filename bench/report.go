@@ -254,6 +254,25 @@ func (r *report) steadyTable(p func(string, ...any)) {
 	}
 	p("Two equal servers: on the tcp workloads %s is the same program as plain, so their requests/s ratio shows how close to 1 the method puts servers that do not differ: %s.", pt.label, strings.Join(same, "; "))
 	p("")
+	if srv, gen := st.medianBusy(); st.cpus.pinned() && max(srv, gen) < 0.8 {
+		p("Neither side used all of its CPUs (median: server %.0f%%, load generator %.0f%%): other processes on the machine took the rest, and the intervals are wider than on an idle machine.", srv*100, gen*100)
+		p("")
+	}
+}
+
+// medianBusy is how busy the server's and the generator's CPUs were, the
+// median over every measurement.
+func (st *steadyResult) medianBusy() (server, generator float64) {
+	var srv, gen []float64
+	for _, byServer := range st.samples {
+		for _, smp := range byServer {
+			for _, x := range smp {
+				srv = append(srv, st.busy(x.serverCPU, x.dur, st.cpus.server))
+				gen = append(gen, st.busy(x.genCPU, x.dur, st.cpus.generator))
+			}
+		}
+	}
+	return medianCI(srv).med, medianCI(gen).med
 }
 
 // lineupOrder names the servers in the order of an even round.
