@@ -347,10 +347,12 @@ func pinSteady(res *steadyResult, running map[string]*server) (restore func(), e
 		return nil, fmt.Errorf("pinning the load generator: %w", err)
 	}
 	runtime.GOMAXPROCS(len(res.cpus.generator))
-	res.pinning = fmt.Sprintf("servers on CPU %s: started from a bench thread whose affinity was set (sched_setaffinity) to it, which every process they start inherits (gozd's master its worker); checked thread by thread in /proc/PID/task (%d threads needed pinning afterwards). Load generator on CPU %s: every thread of the bench pinned through /proc/self/task before the first measurement, GOMAXPROCS %d.",
+	res.pinning = fmt.Sprintf("servers on CPU %s: started from a bench thread whose affinity was set (sched_setaffinity) to it, which every process they start inherits (gozd's master passes it on to its worker); checked thread by thread in /proc/PID/task (%d threads needed pinning afterwards). Load generator on CPU %s: every thread of the bench pinned through /proc/self/task before the first measurement, GOMAXPROCS %d.",
 		cpuList(res.cpus.server), fixed, cpuList(res.cpus.generator), len(res.cpus.generator))
 	return func() {
-		pinThreads(self, cpuSetOf(res.cpus.all))
+		if _, err := pinThreads(self, cpuSetOf(res.cpus.all)); err != nil {
+			logf("bench: the load generator stays pinned to CPU %s: %v", cpuList(res.cpus.generator), err)
+		}
 		runtime.SetDefaultGOMAXPROCS()
 	}, nil
 }
