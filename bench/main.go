@@ -38,6 +38,11 @@ type settings struct {
 
 	latencyReloads int   // reloads of the latency run (latency.go)
 	handoffConns   []int // idle connections of the handoff runs
+
+	// The steady state's own (steady.go): rounds of pairs, and the length
+	// of one measurement and of its warm-up.
+	pairs             int
+	pairDur, pairWarm time.Duration
 }
 
 // phases of a run, in order.
@@ -48,10 +53,13 @@ func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[p
 func main() {
 	var s settings
 	flag.StringVar(&s.out, "out", "", "also write `DIR`/BENCHMARKS.md and DIR/bench/reload.svg")
-	flag.IntVar(&s.reps, "reps", 5, "repetitions of each steady-state and memory measurement")
-	flag.DurationVar(&s.dur, "d", 2*time.Second, "length of one steady-state measurement")
-	flag.DurationVar(&s.warm, "warm", 300*time.Millisecond, "load before a steady-state measurement starts counting")
-	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state measurement")
+	flag.IntVar(&s.reps, "reps", 5, "repetitions of each memory and services measurement")
+	flag.DurationVar(&s.dur, "d", 2*time.Second, "length of one services measurement")
+	flag.DurationVar(&s.warm, "warm", 300*time.Millisecond, "load before a services measurement starts counting")
+	flag.IntVar(&s.pairs, "pairs", 10, "rounds of the steady state: pairs of measurements of each server and the one it is compared with, per workload")
+	flag.DurationVar(&s.pairDur, "steady-d", time.Second, "length of one steady-state measurement")
+	flag.DurationVar(&s.pairWarm, "steady-warm", 200*time.Millisecond, "load before a steady-state measurement starts counting")
+	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state or services measurement")
 	flag.IntVar(&s.reloads, "reloads", 50, "reloads in a reload run under load")
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
 	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
@@ -197,6 +205,9 @@ func run(s *settings) error {
 	r.took = time.Since(began)
 
 	if len(s.only) > 0 {
+		if r.steady != nil {
+			fmt.Println(r.steadyOnly())
+		}
 		return nil // the log above is the result
 	}
 	md := r.markdown()

@@ -138,8 +138,9 @@ func cleanup() {
 func (s *server) pid() int { return s.cmd.Process.Pid }
 
 // start installs the version's binary in a fresh directory and starts the
-// named server there, returning once it serves.
-func (e *runEnv) start(name, version string) (*server, error) {
+// named server there, with extra arguments after its own, returning once it
+// serves.
+func (e *runEnv) start(name, version string, extra ...string) (*server, error) {
 	e.seq++
 	s := &server{name: name, dir: filepath.Join(e.tmp, fmt.Sprintf("run%d-%s", e.seq, name)), log: newLogBook(), exited: make(chan struct{})}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
@@ -173,7 +174,7 @@ func (e *runEnv) start(name, version string) (*server, error) {
 		args = []string{"-pid-file", s.pidFile, "-http", httpAddr, "-tcp", tcpAddr}
 	}
 
-	if err := s.launch(args, nil); err != nil {
+	if err := s.launch(append(args, extra...), nil); err != nil {
 		return nil, err
 	}
 	if err := s.waitServing(); err != nil {

@@ -2,7 +2,9 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -61,4 +63,78 @@ func durSpreadOf(xs []time.Duration) durSpread {
 
 func (d durSpread) String() string {
 	return fmt.Sprintf("median %s p99 %s (%s)", ms(d.med), ms(d.p99), durRange(d))
+}
+
+// interval is the median of paired measurements with a distribution-free
+// confidence interval for it: lo and hi are the k-th smallest and the k-th
+// largest of the n values, which bracket the true median with probability
+// coverage whatever the values' distribution (each value falls below the
+// median with probability ½, so the count below it is Binomial(n, ½)).
+type interval struct {
+	n, k        int
+	med, lo, hi float64
+	coverage    float64
+}
+
+// ciLevel is the confidence wanted for an interval of the median.
+const ciLevel = 0.95
+
+// medianCI is the median of xs and the narrowest order-statistic interval
+// whose coverage is at least ciLevel. With fewer than 6 values no such
+// interval exists; it is then min–max, with its lower coverage.
+func medianCI(xs []float64) interval {
+	n := len(xs)
+	if n == 0 {
+		return interval{}
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	k, cov := 1, orderCoverage(n, 1)
+	for k+1 <= n/2 && orderCoverage(n, k+1) >= ciLevel {
+		k++
+		cov = orderCoverage(n, k)
+	}
+	return interval{n: n, k: k, med: median(s), lo: s[k-1], hi: s[n-k], coverage: cov}
+}
+
+// orderCoverage is the probability that the k-th smallest and k-th largest
+// of n values bracket their median: 1 − 2·P(Binomial(n, ½) ≤ k−1).
+func orderCoverage(n, k int) float64 {
+	p := math.Ldexp(1, -n) // P(B = 0)
+	tail := 0.0
+	for i := range k {
+		if i > 0 {
+			p = p * float64(n-i+1) / float64(i)
+		}
+		tail += p
+	}
+	return 1 - 2*tail
+}
+
+// ordinal is 1st, 2nd, 3rd, 4th, …
+func ordinal(n int) string {
+	suffix := "th"
+	if n%100 < 11 || n%100 > 13 {
+		switch n % 10 {
+		case 1:
+			suffix = "st"
+		case 2:
+			suffix = "nd"
+		case 3:
+			suffix = "rd"
+		}
+	}
+	return strconv.Itoa(n) + suffix
+}
+
+// method says which order statistics an interval of n values is, and its
+// coverage, for the report.
+func (iv interval) method() string {
+	return fmt.Sprintf("the %s and %s of the %d sorted values, which bracket the median with probability %.1f%%", ordinal(iv.k), ordinal(iv.n-iv.k+1), iv.n, iv.coverage*100)
+}
+
+// format is the median and its interval: "0.991 [0.978–1.004]", with digits
+// decimals.
+func (iv interval) format(digits int) string {
+	return fmt.Sprintf("%.*f [%.*f–%.*f]", digits, iv.med, digits, iv.lo, digits, iv.hi)
 }

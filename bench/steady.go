@@ -4,9 +4,15 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"runtime"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"time"
+
+	"github.com/gozd/gozd"
+	"golang.org/x/sys/unix"
 )
 
 // workload is one kind of steady-state traffic; op does one request or
@@ -78,22 +84,25 @@ type sample struct {
 	rps       float64
 	p50, p99  time.Duration
 	cpuPerOp  time.Duration // the server's CPU time (user + system) per request
+	serverCPU time.Duration // the server's processes' CPU time while counting
+	genCPU    time.Duration // the bench's own CPU time (the load generator) meanwhile
+	dur       time.Duration
 }
 
 // measure runs clients closed-loop clients of w against addr: warm, then
-// dur counted, and reads the CPU time the server's processes (pids) use
-// meanwhile.
+// dur counted, and reads the CPU time the server's processes (pids) and the
+// bench itself use meanwhile.
 func measure(w workload, addr string, pids []int, clients int, warm, dur time.Duration) sample {
 	start := time.Now().Add(warm)
 	end := start.Add(dur)
-	var cpu0, cpu1 time.Duration
+	var srv0, srv1, gen0, gen1 time.Duration
 	cpuDone := make(chan struct{})
 	go func() {
 		defer close(cpuDone)
 		time.Sleep(time.Until(start))
-		cpu0 = cpuTime(pids)
+		srv0, gen0 = runTime(pids), selfCPU()
 		time.Sleep(time.Until(end))
-		cpu1 = cpuTime(pids)
+		srv1, gen1 = runTime(pids), selfCPU()
 	}()
 	lat := make([][]time.Duration, clients)
 	errs := make([]int, clients)
@@ -126,7 +135,7 @@ func measure(w workload, addr string, pids []int, clients int, warm, dur time.Du
 	wg.Wait()
 	<-cpuDone
 	var all []time.Duration
-	s := sample{}
+	s := sample{dur: dur, serverCPU: srv1 - srv0, genCPU: gen1 - gen0}
 	for i := range clients {
 		all = append(all, lat[i]...)
 		s.errs += errs[i]
@@ -137,57 +146,215 @@ func measure(w workload, addr string, pids []int, clients int, warm, dur time.Du
 	s.p50 = percentile(all, 50)
 	s.p99 = percentile(all, 99)
 	if s.ops > 0 {
-		s.cpuPerOp = (cpu1 - cpu0) / time.Duration(s.ops)
+		s.cpuPerOp = s.serverCPU / time.Duration(s.ops)
 	}
 	return s
 }
 
+// runTime is the CPU time the processes pids have used, summed over their
+// threads from /proc/PID/task/TID/schedstat, which counts nanoseconds where
+// /proc/PID/stat counts 10 ms ticks: over a 1 s measurement a tick is 1%,
+// too coarse to tell a 2% difference. (A thread that exits takes its time
+// with it; Go's threads live as long as the process.) A kernel without
+// schedstat gets /proc/PID/stat.
+func runTime(pids []int) time.Duration {
+	var sum time.Duration
+	for _, pid := range pids {
+		proc := "/proc/" + strconv.Itoa(pid)
+		if _, err := os.Stat(proc + "/schedstat"); err != nil {
+			sum += cpuTime([]int{pid})
+			continue
+		}
+		entries, _ := os.ReadDir(proc + "/task")
+		for _, e := range entries {
+			b, err := os.ReadFile(proc + "/task/" + e.Name() + "/schedstat")
+			if err != nil {
+				continue
+			}
+			f, _, _ := strings.Cut(string(b), " ")
+			ns, _ := strconv.ParseInt(f, 10, 64)
+			sum += time.Duration(ns)
+		}
+	}
+	return sum
+}
+
+// selfCPU is the CPU time (user + system) of every thread of the bench.
+func selfCPU() time.Duration {
+	var ru unix.Rusage
+	if unix.Getrusage(unix.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// steadyServer is a server of the steady state and the one it is compared
+// with.
+type steadyServer struct {
+	name  string // in the log and the report
+	bin   string // the program, as built by buildAll
+	args  []string
+	ref   string // the steadyServer whose figures this one's are divided by
+	label string // in the report
+}
+
+// steadyLineup is the order of the servers in even rounds, reversed in odd
+// ones, so that every server stands next to the one it is compared with
+// and goes first in one round, second in the next (A B B A): a drift of the
+// machine's speed across a round then favours neither side of a pair.
+//
+// gozd's HTTP server has ReadHeaderTimeout and IdleTimeout set by default,
+// which arm a read deadline per request that a server without them does
+// not; it is compared with plain net/http given the same timeouts.
+// tableflip's README server sets none and is compared with plain as it is.
+// Plain with the timeouts is compared with plain: what the timeouts
+// themselves cost. On the tcp workloads the two plains are the same
+// program: that pair shows how far the method tells two equal servers apart.
+var steadyLineup = []steadyServer{
+	{name: "tableflip", bin: "tableflip", ref: "plain", label: "tableflip"},
+	{name: "plain", bin: "plain", label: "plain"},
+	{name: "plain-timeouts", bin: "plain", ref: "plain", label: "plain (gozd's timeouts)",
+		args: []string{"-read-header-timeout", gozd.DefaultReadHeaderTimeout.String(), "-idle-timeout", gozd.DefaultIdleTimeout.String()}},
+	{name: "gozd", bin: "gozd", ref: "plain-timeouts", label: "gozd"},
+}
+
+// steadyShown is the order of the servers in the report.
+var steadyShown = []string{"plain", "plain-timeouts", "gozd", "tableflip"}
+
+func lineupServer(name string) steadyServer {
+	for _, s := range steadyLineup {
+		if s.name == name {
+			return s
+		}
+	}
+	return steadyServer{name: name, label: name}
+}
+
+// steadyServers are the servers the other phases measure.
+var steadyServers = []string{"plain", "gozd", "tableflip"}
+
 // steadyResult holds every sample: by workload, then server, one per
-// repetition.
+// round, so that the i-th samples of a server and of its reference are a
+// pair measured back to back.
 type steadyResult struct {
 	servers []string
 	samples map[string]map[string][]sample
+	cpus    cpuPlan
+	pinning string // how the processes were pinned, for the report
+	took    time.Duration
 }
 
-var steadyServers = []string{"plain", "gozd", "tableflip"}
-
-// runSteady starts the three servers and measures each workload on each in
-// turn, repetition after repetition, rotating the order of the servers so
-// that none always runs first.
+// runSteady starts the servers, pins them and the bench to separate CPUs,
+// and measures every workload on every server in each of env.s.pairs
+// rounds, in lineup order in even rounds and in reverse in odd ones.
 func runSteady(env *runEnv) (*steadyResult, error) {
-	res := &steadyResult{servers: steadyServers, samples: map[string]map[string][]sample{}}
+	began := time.Now()
+	res := &steadyResult{servers: steadyShown, samples: map[string]map[string][]sample{}, cpus: planCPUs()}
 	running := map[string]*server{}
 	defer func() {
 		for _, s := range running {
 			s.stop()
 		}
 	}()
-	for _, name := range steadyServers {
-		s, err := env.start(name, versions[0])
+	for _, ss := range steadyLineup {
+		start := func() error {
+			s, err := env.start(ss.bin, versions[0], ss.args...)
+			if err != nil {
+				return err
+			}
+			running[ss.name] = s
+			return nil
+		}
+		var err error
+		if res.cpus.pinned() {
+			err = onPinnedThread(cpuSetOf(res.cpus.server), start)
+		} else {
+			err = start()
+		}
+		if err != nil {
+			return nil, fmt.Errorf("starting %s: %w", ss.label, err)
+		}
+	}
+	if res.cpus.pinned() {
+		restore, err := pinSteady(res, running)
 		if err != nil {
 			return nil, err
 		}
-		running[name] = s
+		defer restore()
+	} else {
+		res.pinning = res.cpus.note
 	}
+	logf("  %s", res.pinning)
 	for _, w := range workloads {
 		res.samples[w.name] = map[string][]sample{}
 	}
-	for rep := range env.s.reps {
+	for round := range env.s.pairs {
 		for _, w := range workloads {
-			for k := range steadyServers {
-				name := steadyServers[(k+rep)%len(steadyServers)]
-				s := running[name]
+			for k := range steadyLineup {
+				ss := steadyLineup[k]
+				if round%2 == 1 {
+					ss = steadyLineup[len(steadyLineup)-1-k]
+				}
+				s := running[ss.name]
 				addr := s.tcpAddr
 				if w.http {
 					addr = s.httpAddr
 				}
-				smp := measure(w, addr, s.pids(), env.s.clients, env.s.warm, env.s.dur)
-				res.samples[w.name][name] = append(res.samples[w.name][name], smp)
-				logf("  %-17s %-9s rep %d: %8.0f req/s  p50 %-9v p99 %-9v CPU/req %-7v errors %d", w.name, name, rep+1, smp.rps, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond), smp.cpuPerOp.Round(100*time.Nanosecond), smp.errs)
+				smp := measure(w, addr, s.pids(), env.s.clients, env.s.pairWarm, env.s.pairDur)
+				res.samples[w.name][ss.name] = append(res.samples[w.name][ss.name], smp)
+				logf("  %-17s %-14s round %2d: %8.0f req/s  p50 %-9v p99 %-9v CPU/req %-7v server CPU %3.0f%% generator CPU %3.0f%% errors %d",
+					w.name, ss.name, round+1, smp.rps, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond), smp.cpuPerOp.Round(10*time.Nanosecond),
+					res.busy(smp.serverCPU, smp.dur, res.cpus.server)*100, res.busy(smp.genCPU, smp.dur, res.cpus.generator)*100, smp.errs)
 			}
 		}
 	}
+	res.took = time.Since(began)
+	logf("  steady state took %v", res.took.Round(time.Second))
 	return res, nil
+}
+
+// busy is the share of the CPUs cpus (all of the bench's when not pinned)
+// that cpu took over dur.
+func (r *steadyResult) busy(cpu, dur time.Duration, cpus []int) float64 {
+	n := len(cpus)
+	if n == 0 {
+		n = max(len(r.cpus.all), 1)
+	}
+	if dur <= 0 {
+		return 0
+	}
+	return float64(cpu) / float64(dur*time.Duration(n))
+}
+
+// pinSteady checks that every thread of every server runs on the server
+// CPUs (pinning any that does not), then pins every thread of the bench to
+// the generator CPUs, with GOMAXPROCS to match. restore undoes the bench's
+// part.
+func pinSteady(res *steadyResult, running map[string]*server) (restore func(), err error) {
+	serverSet, genSet := cpuSetOf(res.cpus.server), cpuSetOf(res.cpus.generator)
+	fixed := 0
+	for _, ss := range steadyLineup {
+		for _, pid := range running[ss.name].pids() {
+			n, err := pinThreads(pid, serverSet)
+			if err != nil {
+				return nil, fmt.Errorf("pinning %s: %w", ss.label, err)
+			}
+			fixed += n
+		}
+	}
+	self := os.Getpid()
+	if _, err := pinThreads(self, genSet); err != nil {
+		return nil, fmt.Errorf("pinning the load generator: %w", err)
+	}
+	runtime.GOMAXPROCS(len(res.cpus.generator))
+	res.pinning = fmt.Sprintf("servers on CPU %s: started from a bench thread whose affinity was set (sched_setaffinity) to it, which every process they start inherits (gozd's master passes it on to its worker); checked thread by thread in /proc/PID/task (%d threads needed pinning afterwards). Load generator on CPU %s: every thread of the bench pinned through /proc/self/task before the first measurement, GOMAXPROCS %d.",
+		cpuList(res.cpus.server), fixed, cpuList(res.cpus.generator), len(res.cpus.generator))
+	return func() {
+		if _, err := pinThreads(self, cpuSetOf(res.cpus.all)); err != nil {
+			logf("bench: the load generator stays pinned to CPU %s: %v", cpuList(res.cpus.generator), err)
+		}
+		runtime.SetDefaultGOMAXPROCS()
+	}, nil
 }
 
 func logf(format string, args ...any) {

@@ -1,5 +1,8 @@
 // Command plain is the floor of the benchmark: net/http and a net.Listener
-// echo loop with the bench's trivial handlers and nothing else.
+// echo loop with the bench's trivial handlers and nothing else. The
+// timeouts are zero (none, as http.Serve has) unless given: the bench also
+// runs it with gozd's defaults, so that gozd is compared with a server that
+// arms the same read deadlines.
 package main
 
 import (
@@ -20,6 +23,8 @@ var version = "dev"
 func main() {
 	httpAddr := flag.String("http", "127.0.0.1:0", "HTTP `address`")
 	tcpAddr := flag.String("tcp", "127.0.0.1:0", "tcp echo `address`")
+	readHeaderTimeout := flag.Duration("read-header-timeout", 0, "the HTTP server's ReadHeaderTimeout (0: none)")
+	idleTimeout := flag.Duration("idle-timeout", 0, "the HTTP server's IdleTimeout (0: none)")
 	flag.Parse()
 
 	hl, err := net.Listen("tcp", *httpAddr)
@@ -30,7 +35,8 @@ func main() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	go http.Serve(hl, trivial.Handler(version))
+	srv := &http.Server{Handler: trivial.Handler(version), ReadHeaderTimeout: *readHeaderTimeout, IdleTimeout: *idleTimeout}
+	go srv.Serve(hl)
 	go func() {
 		for {
 			c, err := tl.Accept()
