@@ -364,8 +364,8 @@ func (r *report) memoryTargets(p func(string, ...any), yes func(bool) string) []
 	ok := mRSS <= mib(targetMasterRSS)
 	p("| gozd: master idle RSS ≤ %.0f MiB | %.1f MiB (PSS %.1f, USS %.1f) | %s |", mib(targetMasterRSS), mRSS, mPSS, r.memMedian(master, false, ussOf), yes(ok))
 	if !ok {
-		gaps = append(gaps, fmt.Sprintf("The idle master is resident at %.1f MiB: %.1f MiB anonymous (Go heap, goroutine stacks, runtime structures, what its code and every package's init allocated) and %.1f MiB of the binary's pages it touched, which it shares with the worker (its PSS is %.1f MiB).",
-			mRSS, mAnon, mRSS-mAnon, mPSS))
+		gaps = append(gaps, fmt.Sprintf("The idle master is resident at %.1f MiB: %.1f MiB anonymous (Go heap, goroutine stacks, runtime structures, what its code and every package's init allocated) and %.1f MiB of the binary's pages mapped in (what it ran, and what the kernel maps around each page fault), which it shares with the worker: its PSS is %.1f MiB, and what it alone holds (USS) %.1f MiB.",
+			mRSS, mAnon, mRSS-mAnon, mPSS, r.memMedian(master, false, ussOf)))
 	}
 	bRSS, pRSS := r.memMedian(both, false, rssOf), r.memMedian(plain, false, rssOf)
 	bPSS, pPSS := r.memMedian(both, false, pssOf), r.memMedian(plain, false, pssOf)
@@ -384,7 +384,7 @@ func (r *report) memoryTargets(p func(string, ...any), yes func(bool) string) []
 			second := mr.after.rss - mr.mid.rss
 			msg := fmt.Sprintf("The master's RSS grew by %.2f MiB across %d reloads (%.2f MiB in the second half), of which anonymous memory %+.2f MiB.", mib(growth), mr.reloads, mib(second), mib(mr.after.anon-mr.before.anon))
 			if second <= growth/4 {
-				msg += " Most of it in the first half: the Go heap and its free pages settling at a size, not a leak per reload."
+				msg += " Most of it in the first half, then it holds: not a leak per reload, but the master's Go heap growing to the garbage collector's goal (4 MiB at the least with the default GOGC) on the garbage every reload leaves (such as the buffers it reads each worker's output and control messages with), and the runtime keeping those pages. A smaller heap goal in the master (a memory limit), smaller buffers, or returning memory after a reload would keep it where it started."
 			} else {
 				msg += " It kept growing in the second half: something the master keeps per reload (a worker's record, buffers, goroutines) is not freed."
 			}
