@@ -2,14 +2,12 @@ package main
 
 // Reloads as a client across a real network sees them: keep-alive POSTs
 // through a proxy that delays each direction, where a server's FIN can
-// cross the client's next request. And how fast a gozd reload hands idle
-// keep-alive connections to the new worker.
+// cross the client's next request.
 
 import (
 	"fmt"
 	"net/http"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -141,97 +139,6 @@ func runLatencyAll(env *runEnv) ([]*latencyRun, error) {
 	return []*latencyRun{g, still, tf}, nil
 }
 
-// handoffRun is one reload of gozd with idle keep-alive connections open.
-type handoffRun struct {
-	conns    int
-	exit     time.Duration // drain order → old worker exited, all connections handed over
-	moved    int           // connections answered by the new build on the same connection afterwards
-	failures int           // connections that failed afterwards
-}
-
-// runHandoff opens conns idle keep-alive connections to gozd, reloads, and
-// times how long after its drain order the old worker exits; then asks on
-// every connection which build answers.
-func runHandoff(env *runEnv, conns int) (*handoffRun, error) {
-	s, err := env.start("gozd", versions[0])
-	if err != nil {
-		return nil, err
-	}
-	defer s.stop()
-	hcs := make([]*httpConn, conns)
-	defer func() {
-		for _, h := range hcs {
-			if h != nil {
-				h.c.Close()
-			}
-		}
-	}()
-	if err := parallel(conns, func(i int) error {
-		h, err := dialHTTP(s.httpAddr)
-		if err != nil {
-			return err
-		}
-		hcs[i] = h
-		_, err = h.get(requestKeepAlive)
-		return err
-	}); err != nil {
-		return nil, fmt.Errorf("opening %d idle connections: %w", conns, err)
-	}
-	if err := install(env.bins["gozd"][versions[1]], s.bin); err != nil {
-		return nil, err
-	}
-	old := s.serving
-	from := s.log.mark()
-	if err := s.signalReload(); err != nil {
-		return nil, err
-	}
-	line, _, err := s.log.waitFor(from, func(l string) bool {
-		return strings.Contains(l, `msg="old worker exited"`) && logField(l, "worker") == strconv.Itoa(old)
-	}, 60*time.Second)
-	if err != nil {
-		return nil, fmt.Errorf("waiting for old worker %d to exit: %w\n%s", old, err, s.log.tail(20))
-	}
-	r := &handoffRun{conns: conns}
-	if r.exit, err = time.ParseDuration(logField(line, "after")); err != nil {
-		return nil, fmt.Errorf("no after= in %q", line)
-	}
-	var moved, failed atomic.Int64
-	parallel(conns, func(i int) error {
-		if v, err := hcs[i].get(requestKeepAlive); err == nil && v == versions[1] {
-			moved.Add(1)
-		} else {
-			failed.Add(1)
-		}
-		return nil
-	})
-	r.moved, r.failures = int(moved.Load()), int(failed.Load())
-	logf("  %d idle connections: old worker exited %v after its drain order; %d answered by the new build, %d failed", conns, r.exit, r.moved, r.failures)
-	return r, nil
-}
-
-// parallel runs f(0..n-1) on 32 goroutines and returns the first error.
-func parallel(n int, f func(i int) error) error {
-	var next atomic.Int64
-	var first error
-	var once sync.Once
-	var wg sync.WaitGroup
-	for range 32 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1) - 1)
-				if i >= n {
-					return
-				}
-				if err := f(i); err != nil {
-					once.Do(func() { first = err })
-				}
-			}
-		})
-	}
-	wg.Wait()
-	return first
-}
-
 func (r *report) latencyTable(p func(string, ...any)) {
 	if len(r.latency) == 0 {
 		return
@@ -252,28 +159,9 @@ func (r *report) latencyTable(p func(string, ...any)) {
 	p("")
 }
 
-func (r *report) handoffTable(p func(string, ...any)) {
-	if len(r.handoffs) == 0 {
-		return
-	}
-	p("## Handing idle connections over")
-	p("")
-	p("gozd with idle keep-alive connections open (one request answered on each), reloaded once: how long after its drain order the old worker exited, every connection handed to the new worker by then; then one request on every connection.")
-	p("")
-	p("| idle connections | old worker exited after the drain order | answered by the new build on the same connection | failed |")
-	p("|---:|---:|---:|---:|")
-	for _, h := range r.handoffs {
-		p("| %d | %s | %d | %d |", h.conns, ms(h.exit), h.moved, h.failures)
-	}
-	p("")
-}
-
-// Targets of the latency and handoff runs, from the issue.
-const targetHandoff10k = 100 * time.Millisecond
-
-// handoffTargets adds the latency and handoff rows to the targets table and
-// returns their gaps.
-func (r *report) handoffTargets(p func(string, ...any), yes func(bool) string) []string {
+// latencyTargets adds the latency run's row to the targets table and
+// returns its gap.
+func (r *report) latencyTargets(p func(string, ...any), yes func(bool) string) []string {
 	var gaps []string
 	var with, without *latencyRun
 	for _, l := range r.latency {
@@ -289,16 +177,6 @@ func (r *report) handoffTargets(p func(string, ...any), yes func(bool) string) [
 		p("| gozd: keep-alive POST across a %v link, failures with %d reloads = without (0) | %d / %d | %s |", 2*latencyOneWay, with.reloads, with.fail, without.fail, yes(ok))
 		if !ok {
 			gaps = append(gaps, fmt.Sprintf("Across the %v link gozd failed %d POSTs with reloads and %d without; see the errors listed above.", 2*latencyOneWay, with.fail, without.fail))
-		}
-	}
-	for _, h := range r.handoffs {
-		if h.conns != 10000 {
-			continue
-		}
-		ok := h.exit < targetHandoff10k && h.failures == 0
-		p("| gozd: 10,000 idle connections handed over, old worker gone < %v | %s, %d failed | %s |", targetHandoff10k, ms(h.exit), h.failures, yes(ok))
-		if !ok {
-			gaps = append(gaps, fmt.Sprintf("Handing 10,000 idle connections over took %s: each costs the old worker a wake-up and a close, and the new worker several system calls to take it (net.FileConn) and a goroutine; on 2 cores shared with the load generator that is CPU-bound.", ms(h.exit)))
 		}
 	}
 	return gaps

@@ -37,7 +37,8 @@ type settings struct {
 	only        map[string]bool // phases to run; all when empty
 
 	latencyReloads int   // reloads of the latency run (latency.go)
-	handoffConns   []int // idle connections of the handoff runs
+	scaleConns     []int // idle connections of the scale runs (scale.go)
+	masterReloads  int   // reloads of the master RSS measurement (memory.go)
 
 	// The steady state's own (steady.go): rounds of pairs, and the length
 	// of one measurement and of its warm-up.
@@ -46,7 +47,7 @@ type settings struct {
 }
 
 // phases of a run, in order.
-var phases = []string{"steady", "reload", "exit", "memory", "latency", "handoff", "services"}
+var phases = []string{"steady", "reload", "exit", "memory", "latency", "scale", "services"}
 
 func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[phase] }
 
@@ -65,16 +66,17 @@ func main() {
 	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
 	flag.IntVar(&s.latencyReloads, "latency-reloads", 20, "reloads of the keep-alive POST run through the latency proxy")
-	handoffConns := flag.String("handoff-conns", "1000,10000", "idle connections of each handoff run, comma-separated")
-	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, handoff, services (no report file)")
+	scaleConns := flag.String("scale-conns", "1000,10000", "connections of the scale phase's idle-connection and drain runs, comma-separated")
+	flag.IntVar(&s.masterReloads, "master-reloads", 200, "idle reloads between two readings of the master's RSS")
+	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, scale, services (no report file)")
 	flag.Parse()
-	for _, f := range strings.Split(*handoffConns, ",") {
+	for _, f := range strings.Split(*scaleConns, ",") {
 		n, err := strconv.Atoi(f)
 		if err != nil || n < 1 {
-			fmt.Fprintf(os.Stderr, "bench: bad -handoff-conns %q\n", *handoffConns)
+			fmt.Fprintf(os.Stderr, "bench: bad -scale-conns %q\n", *scaleConns)
 			os.Exit(2)
 		}
-		s.handoffConns = append(s.handoffConns, n)
+		s.scaleConns = append(s.scaleConns, n)
 	}
 	if *only != "" {
 		s.only = map[string]bool{}
@@ -109,7 +111,7 @@ func main() {
 func run(s *settings) error {
 	began := time.Now()
 	r := &report{settings: s, began: began}
-	if err := raiseFileLimit(s.idleConns*2 + 1000); err != nil {
+	if err := raiseFileLimit(max(s.idleConns, slices.Max(s.scaleConns))*2 + 1000); err != nil {
 		return err
 	}
 	if err := becomeSubreaper(); err != nil {
@@ -184,16 +186,11 @@ func run(s *settings) error {
 			return err
 		}
 	}
-	for _, n := range s.handoffConns {
-		if !s.runs("handoff") {
-			break
-		}
-		step(fmt.Sprintf("handoff of %d idle connections", n))
-		h, err := runHandoff(env, n)
-		if err != nil {
+	if s.runs("scale") {
+		step("scale: connections, drain, groups, master CPU")
+		if r.scale, err = runScale(env); err != nil {
 			return err
 		}
-		r.handoffs = append(r.handoffs, h)
 	}
 	if s.runs("services") {
 		step("services: gRPC, udp, tcp proxy")

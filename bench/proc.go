@@ -114,6 +114,7 @@ type server struct {
 	httpAddr string
 	tcpAddr  string
 	pidFile  string
+	addrs    map[string]string // gozd: every group's address, by name
 	serving  int
 	seen     []int // every serving pid, to stop them all
 	stopped  bool
@@ -141,6 +142,16 @@ func (s *server) pid() int { return s.cmd.Process.Pid }
 // named server there, with extra arguments after its own, returning once it
 // serves.
 func (e *runEnv) start(name, version string, extra ...string) (*server, error) {
+	return e.startGroups(name, version, gozdGroups, extra...)
+}
+
+// gozdGroups are the groups of gozd's config: the http group and the tcp
+// echo group every other server has too.
+const gozdGroups = "[web]\nmode http\nlisten 127.0.0.1:0\n\n[echo]\nmode tcp\nlisten 127.0.0.1:0\n"
+
+// startGroups is start with groups as the group sections of gozd's config
+// (other servers ignore it).
+func (e *runEnv) startGroups(name, version, groups string, extra ...string) (*server, error) {
 	e.seq++
 	s := &server{name: name, dir: filepath.Join(e.tmp, fmt.Sprintf("run%d-%s", e.seq, name)), log: newLogBook(), exited: make(chan struct{})}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
@@ -157,7 +168,7 @@ func (e *runEnv) start(name, version string, extra ...string) (*server, error) {
 		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
 		conf := filepath.Join(s.dir, "bench.conf")
 		s.pidFile = filepath.Join(s.dir, "gozd.pid")
-		text := fmt.Sprintf("pidfile %s\ndrain_timeout 10s\nmaxfds %d\n\n[web]\nmode http\nlisten 127.0.0.1:0\n\n[echo]\nmode tcp\nlisten 127.0.0.1:0\n", s.pidFile, lim.Cur)
+		text := fmt.Sprintf("pidfile %s\ndrain_timeout 10s\nmaxfds %d\n\n%s", s.pidFile, lim.Cur, groups)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return nil, err
 		}
@@ -238,14 +249,14 @@ func (s *server) waitServing() error {
 		if err != nil {
 			return err
 		}
-		for _, part := range strings.Split(line, "; ") {
-			if a, ok := strings.CutPrefix(part, "web http on "); ok {
-				s.httpAddr = a
-			}
-			if a, ok := strings.CutPrefix(part, "echo tcp on "); ok {
-				s.tcpAddr = a
+		s.addrs = map[string]string{}
+		for _, part := range strings.Split(line, "; ")[1:] {
+			// NAME MODE on ADDR
+			if f := strings.Fields(part); len(f) == 4 {
+				s.addrs[f[0]] = f[3]
 			}
 		}
+		s.httpAddr, s.tcpAddr = s.addrs["web"], s.addrs["echo"]
 		pid, _, err := s.nextReady(0, timeout)
 		if err != nil {
 			return err
@@ -439,21 +450,6 @@ func gone(pid int) bool {
 		return false
 	}
 	return b[i+2] == 'Z' || b[i+2] == 'X'
-}
-
-// vmHWM is the peak resident set size of pid in bytes.
-func vmHWM(pid int) (int64, error) {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, err
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
-			return kb << 10, err
-		}
-	}
-	return 0, fmt.Errorf("no VmHWM for pid %d", pid)
 }
 
 // raiseFileLimit lifts RLIMIT_NOFILE to want, or as far as the hard limit

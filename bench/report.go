@@ -24,8 +24,8 @@ type report struct {
 	services *servicesRun
 	phases   []phaseMark // the start of every phase, then the end
 
-	latency  []*latencyRun // latency.go
-	handoffs []*handoffRun
+	latency []*latencyRun // latency.go
+	scale   *scaleResult  // scale.go
 }
 
 // Targets, from the issues.
@@ -183,8 +183,9 @@ func (r *report) markdown() string {
 	r.reloadTable(p)
 	r.exitTable(p)
 	r.memoryTable(p)
+	r.memoryByProcess(p)
 	r.latencyTable(p)
-	r.handoffTable(p)
+	r.scaleTables(p)
 	r.servicesTable(p)
 	r.targetTable(p)
 	return b.String()
@@ -454,7 +455,9 @@ func (r *report) targetTable(p func(string, ...any)) {
 	if ex.max > targetExit {
 		gaps = append(gaps, fmt.Sprintf("An old gozd worker took up to %s to exit after its last connection closed (median %s).", ms(ex.max), ms(ex.med)))
 	}
-	gaps = append(gaps, r.handoffTargets(p, yes)...)
+	gaps = append(gaps, r.latencyTargets(p, yes)...)
+	gaps = append(gaps, r.memoryTargets(p, yes)...)
+	gaps = append(gaps, r.scaleTargets(p, yes)...)
 	p("")
 	if len(gaps) == 0 {
 		p("Every target is met in this run.")
