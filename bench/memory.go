@@ -170,7 +170,7 @@ func memoryOnce(env *runEnv, name string) (memSample, error) {
 		}
 	}
 	h.c.Close()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(idleSettle)
 	if m.idle, m.idleProcs, err = readServerMem(s); err != nil {
 		return m, err
 	}
@@ -218,6 +218,11 @@ func memoryOnce(env *runEnv, name string) (memSample, error) {
 // runMasterReloads reloads an idle gozd n times, each once the previous
 // one has completed (new worker ready, old worker gone), and reads the
 // master's memory before, after n/2 and after n.
+// idleSettle is how long a server is left alone before its idle memory is
+// read, every server alike: gozd's master returns what a start or a reload
+// left behind a second after it ends (memory.go in the gozd package).
+const idleSettle = 1500 * time.Millisecond
+
 func runMasterReloads(env *runEnv, n int) (*masterReloads, error) {
 	s, err := env.start("gozd", versions[0])
 	if err != nil {
@@ -227,7 +232,7 @@ func runMasterReloads(env *runEnv, n int) (*masterReloads, error) {
 	if _, err := getOnce(s.httpAddr); err != nil {
 		return nil, err
 	}
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(idleSettle)
 	r := &masterReloads{reloads: n}
 	if r.before, err = readProcMem(s.pid()); err != nil {
 		return nil, err
@@ -249,12 +254,14 @@ func runMasterReloads(env *runEnv, n int) (*masterReloads, error) {
 			return nil, err
 		}
 		if i == n/2 {
+			time.Sleep(idleSettle)
 			if r.mid, err = readProcMem(s.pid()); err != nil {
 				return nil, err
 			}
 		}
 	}
 	r.took = time.Since(start)
+	time.Sleep(idleSettle)
 	if r.after, err = readProcMem(s.pid()); err != nil {
 		return nil, err
 	}
