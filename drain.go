@@ -46,10 +46,11 @@ type connTracker struct {
 
 	accepted   atomic.Uint64 // connections ever added, for the master's counts
 	handedOver atomic.Uint64 // of those, taken over from the previous worker (handoff.go)
+	counts     connCounts    // open connections by kind, for the report (report.go)
 }
 
 type connState struct {
-	idle      bool
+	idle      bool // connections without a status word (kindOf)
 	linger    bool // HTTP/2: close a while after it turns idle, not at once
 	closing   bool // a delayed close is pending
 	idleSince time.Time
@@ -63,7 +64,10 @@ func newConnTracker() *connTracker {
 func (t *connTracker) add(c net.Conn) {
 	t.accepted.Add(1)
 	t.mu.Lock()
-	t.conns[c] = connState{}
+	if _, ok := t.conns[c]; !ok {
+		t.conns[c] = connState{}
+		t.countLocked(c, connState{}, true)
+	}
 	if t.draining.Load() {
 		t.tryMove(c) // accepted (or handed over) as the drain began
 	}
@@ -81,6 +85,13 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 	}
 	if idle && !st.idle {
 		st.idleSince = time.Now()
+	}
+	if kind, _ := kindOf(c); kind == trackedOther && idle != st.idle {
+		if idle {
+			t.counts.otherIdle.Add(1)
+		} else {
+			t.counts.otherIdle.Add(-1)
+		}
 	}
 	st.idle, st.linger = idle, linger
 	t.conns[c] = st
@@ -100,7 +111,7 @@ func (t *connTracker) closeIdleLocked(c net.Conn) bool {
 	}
 	st := t.conns[c]
 	if asHTTPConn(c) == nil && !st.linger {
-		delete(t.conns, c)
+		t.forgetLocked(c)
 		t.checkDoneLocked()
 		return true
 	}
@@ -153,17 +164,18 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		t.mu.Unlock()
 		return
 	}
-	delete(t.conns, c)
+	t.forgetLocked(c)
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	c.Close()
 }
 
-// isIdle reports whether tracked connection c is idle. HTTP connections keep
-// that in their httpConn, set without the tracker's lock on every request.
+// isIdle reports whether tracked connection c is idle. HTTP and FastCGI
+// connections keep that in their status word, set without the tracker's
+// lock on every request.
 func isIdle(c net.Conn, st connState) bool {
-	if hc := asHTTPConn(c); hc != nil {
-		return hc.idle.Load()
+	if _, status := kindOf(c); status != nil {
+		return status.Load()&statusIdle != 0
 	}
 	return st.idle
 }
@@ -173,7 +185,13 @@ func isIdle(c net.Conn, st connState) bool {
 // before it looks at idle flags, and this sets the flag before it looks at
 // draining, so one of the two always sees the other.
 func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
-	hc.idle.Store(idle)
+	var old, new uint64
+	if idle {
+		old, new = hc.status.change(statusIdle, 0)
+	} else {
+		old, new = hc.status.change(0, statusIdle)
+	}
+	t.counts.recount(trackedHTTP, old, new)
 	if t.draining.Load() {
 		t.setIdle(c, idle, idle && isHTTP2(c))
 	}
@@ -183,8 +201,18 @@ func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
 func (t *connTracker) remove(c net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.conns, c)
+	t.forgetLocked(c)
 	t.checkDoneLocked()
+}
+
+// forgetLocked stops tracking c, and counting it.
+func (t *connTracker) forgetLocked(c net.Conn) {
+	st, ok := t.conns[c]
+	if !ok {
+		return
+	}
+	delete(t.conns, c)
+	t.countLocked(c, st, false)
 }
 
 // drain starts draining: idle connections are closed now, busy ones when
@@ -225,7 +253,9 @@ func (t *connTracker) closeAll() {
 	for c := range t.conns {
 		closing = append(closing, c)
 	}
-	clear(t.conns)
+	for _, c := range closing {
+		t.forgetLocked(c)
+	}
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	closeConns(closing)
