@@ -2,6 +2,7 @@ package gozd
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -296,8 +297,9 @@ func (t *connTracker) checkDoneLocked() {
 // can read a request and close its connection unanswered.
 func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &drainingWriter{ResponseWriter: w, gs: gs, http2: r.ProtoMajor == 2}
-		defer gs.recoverHTTP(dw, r)
+		dw := drainingWriters.Get().(*drainingWriter)
+		*dw = drainingWriter{ResponseWriter: w, gs: gs, http2: r.ProtoMajor == 2}
+		defer gs.recoverHTTP(dw, r) // and releases dw
 		h.ServeHTTP(dw, r)
 		if dw.hijackedConn == nil {
 			// A handler that wrote nothing: net/http sends the
@@ -306,6 +308,38 @@ func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 		}
 	})
 }
+
+// drainingWriters recycles the drainingWriters of requests whose handler
+// returned: one fewer allocation per request.
+var drainingWriters = sync.Pool{New: func() any { return new(drainingWriter) }}
+
+// release returns w to drainingWriters once its handler has returned, unless
+// the handler took the connection over (the goroutines it started with the
+// connection may still hold w). A handler that keeps w after returning (a
+// bug: net/http's own writer is not usable then either) finds it inert: its
+// writes fail with errHandlerReturned, none reaches the connection, until w
+// serves another request.
+func (w *drainingWriter) release() {
+	if w.hijackedConn != nil {
+		return
+	}
+	*w = drainingWriter{ResponseWriter: returnedWriter{}, wroteHeader: true}
+	drainingWriters.Put(w)
+}
+
+// errHandlerReturned is what a drainingWriter used after its handler
+// returned answers.
+var errHandlerReturned = errors.New("http: response writer used after the handler returned")
+
+// returnedWriter stands in a released drainingWriter for the response.
+type returnedWriter struct{}
+
+func (returnedWriter) Header() http.Header              { return http.Header{} }
+func (returnedWriter) Write([]byte) (int, error)        { return 0, errHandlerReturned }
+func (returnedWriter) WriteHeader(int)                  {}
+func (returnedWriter) FlushError() error                { return errHandlerReturned }
+func (returnedWriter) SetReadDeadline(time.Time) error  { return errHandlerReturned }
+func (returnedWriter) SetWriteDeadline(time.Time) error { return errHandlerReturned }
 
 // drainingWriter adds "Connection: close" to a response whose header goes out
 // while its group drains. It keeps the optional interfaces of the writer it

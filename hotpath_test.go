@@ -1,21 +1,187 @@
 package gozd
 
-// Tests of the per-request path: the connection counts the report reads
-// instead of walking the tracker.
+// Tests of the per-request path: the recycled response writer wrapper, and
+// the connection counts the report reads instead of walking the tracker.
 
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 )
+
+// TestHTTPWriterRecycledUnderDrain: many clients on keep-alive connections
+// send requests whose handlers overlap, flush part way and sometimes write
+// nothing, while the group drains. Every response carries its own request's
+// id in header and body, and every one whose handler started once draining
+// says Connection: close: a wrapper shared by two requests, or one that kept
+// a previous request's state, shows here.
+func TestHTTPWriterRecycledUnderDrain(t *testing.T) {
+	var d *Daemon
+	var gs *groupServer
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		id := r.URL.Query().Get("id")
+		if gs.draining.Load() {
+			w.Header().Set("X-Draining", "1")
+		}
+		w.Header().Set("X-Id", id)
+		n, _ := strconv.Atoi(id)
+		switch n % 3 {
+		case 0: // nothing written: net/http sends the header after the handler
+			return
+		case 1:
+			io.WriteString(w, "id="+id+";")
+			http.NewResponseController(w).Flush()
+			time.Sleep(time.Duration(n%4) * time.Millisecond)
+			io.WriteString(w, "end")
+		case 2:
+			w.WriteHeader(http.StatusAccepted)
+			w.Write([]byte("id=" + id + ";end"))
+		}
+	}
+	cfg := &Config{DrainTimeout: serveWait, Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": handler})
+	d, gs = td.Daemon, td.group(t, "web")
+	addr := td.addr(t, "web").String()
+
+	const clients = 16
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		served   int
+		closing  int
+		failures []string
+	)
+	fail := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		if len(failures) < 10 {
+			failures = append(failures, fmt.Sprintf(format, args...))
+		}
+	}
+	shutdownAt := make(chan struct{})
+	var shutOnce sync.Once
+	for client := range clients {
+		wg.Go(func() {
+			c, err := net.Dial("tcp", addr)
+			if err != nil {
+				fail("client %d: %v", client, err)
+				return
+			}
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(serveWait))
+			br := bufio.NewReader(c)
+			for i := 0; ; i++ {
+				id := client*100000 + i
+				fmt.Fprintf(c, "GET /?id=%d HTTP/1.1\r\nHost: gozd.test\r\n\r\n", id)
+				if _, err := br.Peek(1); errors.Is(err, io.EOF) && isClosed(d.Draining()) {
+					// An idle connection the drain closed as this
+					// request was sent (there is no new worker to
+					// move it to here): not what this test is about.
+					return
+				}
+				resp, err := http.ReadResponse(br, nil)
+				if err != nil {
+					fail("request %d: %v", id, err)
+					return
+				}
+				body, err := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				want, wantStatus := "id="+strconv.Itoa(id)+";end", http.StatusOK
+				switch id % 3 {
+				case 0:
+					want = ""
+				case 2:
+					wantStatus = http.StatusAccepted
+				}
+				if err != nil || resp.StatusCode != wantStatus || string(body) != want || resp.Header.Get("X-Id") != strconv.Itoa(id) {
+					fail("request %d: %d %q X-Id %q (%v), want %d %q", id, resp.StatusCode, body, resp.Header.Get("X-Id"), err, wantStatus, want)
+					return
+				}
+				if resp.Header.Get("X-Draining") != "" && !resp.Close {
+					fail("request %d: started while draining, answered without Connection: close", id)
+				}
+				mu.Lock()
+				served++
+				if served == clients*50 {
+					shutOnce.Do(func() { close(shutdownAt) })
+				}
+				mu.Unlock()
+				if resp.Close {
+					mu.Lock()
+					closing++
+					mu.Unlock()
+					return
+				}
+			}
+		})
+	}
+	select {
+	case <-shutdownAt:
+	case <-time.After(serveWait):
+		t.Fatalf("fewer than %d requests served within %v: %v", clients*50, serveWait, failures)
+	}
+	shut := shutdownAsync(td.Daemon, context.Background())
+	wg.Wait()
+	if err := waitErr(t, shut, "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	for _, f := range failures {
+		t.Error(f)
+	}
+	t.Logf("%d responses, %d of them closing", served, closing)
+}
+
+// TestHTTPWriterKeptAfterReturn: a handler that keeps its ResponseWriter
+// and uses it after returning (a bug) gets errors, and the connection's next
+// response is whole.
+func TestHTTPWriterKeptAfterReturn(t *testing.T) {
+	kept := make(chan http.ResponseWriter, 1)
+	handler := func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/keep" {
+			kept <- w
+		}
+		io.WriteString(w, "path="+r.URL.Path)
+	}
+	cfg := &Config{Groups: []GroupConfig{{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"}}}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{"web": handler})
+	c := dialTCP(t, td.addr(t, "web"))
+	c.SetDeadline(time.Now().Add(serveWait))
+	br := bufio.NewReader(c)
+	if _, body := rawHTTP(t, c, br, "/keep"); body != "path=/keep" {
+		t.Fatalf("/keep: %q", body)
+	}
+	w := <-kept
+	if _, err := io.WriteString(w, "stale"); !errors.Is(err, errHandlerReturned) {
+		t.Errorf("Write after the handler returned: %v, want %v", err, errHandlerReturned)
+	}
+	w.Header().Set("X-Stale", "1")
+	w.WriteHeader(http.StatusTeapot)
+	w.(http.Flusher).Flush()
+	rc := http.NewResponseController(w)
+	if err := rc.Flush(); err == nil {
+		t.Error("ResponseController.Flush after the handler returned: no error")
+	}
+	if err := rc.SetWriteDeadline(time.Now()); err == nil {
+		t.Error("ResponseController.SetWriteDeadline after the handler returned: no error")
+	}
+	if _, _, err := rc.Hijack(); err == nil {
+		t.Error("ResponseController.Hijack after the handler returned: no error")
+	}
+	resp, body := rawHTTP(t, c, br, "/next")
+	if body != "path=/next" || resp.StatusCode != http.StatusOK || resp.Header.Get("X-Stale") != "" {
+		t.Errorf("/next after the stale use: %d %q %v", resp.StatusCode, body, resp.Header)
+	}
+}
 
 // walkStats counts a tracker's connections by walking them, as the report
 // once did: the reference the counts must agree with.
