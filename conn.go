@@ -109,13 +109,11 @@ func (l httpListener) Accept() (net.Conn, error) {
 // halfway in.
 type httpConn struct {
 	net.Conn
-	read atomic.Bool
-	idle atomic.Bool // net/http said StateIdle last (see connTracker.httpIdle)
-	mv   connMove    // handing it to the next worker (handoff.go)
-	h2c  atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
-	seen int         // bytes of the HTTP/2 preface the first reads matched; prefaceDecided once known
-
-	hijacked atomic.Bool // a handler took it over (reported as such)
+	read   atomic.Bool
+	status connStatus  // tracked; idle: net/http said StateIdle last (connTracker.httpIdle); hijacked
+	mv     connMove    // handing it to the next worker (handoff.go)
+	h2c    atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
+	seen   int         // bytes of the HTTP/2 preface the first reads matched; prefaceDecided once known
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
@@ -225,12 +223,15 @@ func (l *fcgiListener) Accept() (net.Conn, error) {
 // goes out. net/http/fcgi writes every record with one Write, and web servers
 // such as nginx send a connection's next request only after the previous
 // response, so this is exact for them. A connection just accepted is busy
-// until its first request is answered.
+// until its first request is answered. Like httpConn it keeps that in its
+// status word, without the tracker's lock, which it takes only once the
+// group drains.
 type fcgiConn struct {
 	net.Conn
 	tracker *connTracker
 	once    sync.Once
-	mv      fcgiMove // its records, and handing it to the next worker (handoff_fcgi.go)
+	status  connStatus // tracked, idle, and where its records stand (handoff_fcgi.go)
+	mv      fcgiMove   // its records, and handing it to the next worker (handoff_fcgi.go)
 }
 
 // fcgiEndRequest is the FastCGI record type FCGI_END_REQUEST.
@@ -239,7 +240,8 @@ const fcgiEndRequest = 3
 func (c *fcgiConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
 	if n > 0 {
-		c.tracker.setIdle(c, c.afterRead(p[:n]), false)
+		_, status := c.afterRead(p[:n])
+		c.idleWhileDraining(status)
 	}
 	return n, err
 }
@@ -247,9 +249,20 @@ func (c *fcgiConn) Read(p []byte) (int, error) {
 func (c *fcgiConn) Write(p []byte) (int, error) {
 	n, err := c.Conn.Write(p)
 	if err == nil && len(p) >= 4 && p[0] == 1 && p[1] == fcgiEndRequest {
-		c.tracker.setIdle(c, c.requestEnded(p), false)
+		_, status := c.requestEnded(p)
+		c.idleWhileDraining(status)
 	}
 	return n, err
+}
+
+// idleWhileDraining lets a draining group's tracker move or close the
+// connection now idle. It sets the idle bit before it looks at draining, and
+// the drain sets draining before it looks at idle bits: one of the two sees
+// the other.
+func (c *fcgiConn) idleWhileDraining(status uint64) {
+	if status&statusIdle != 0 && c.tracker.draining.Load() {
+		c.tracker.setIdle(c, true, false)
+	}
 }
 
 func (c *fcgiConn) Close() error {

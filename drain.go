@@ -2,6 +2,7 @@ package gozd
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"net/http"
@@ -46,10 +47,11 @@ type connTracker struct {
 
 	accepted   atomic.Uint64 // connections ever added, for the master's counts
 	handedOver atomic.Uint64 // of those, taken over from the previous worker (handoff.go)
+	counts     connCounts    // open connections by kind, for the report (report.go)
 }
 
 type connState struct {
-	idle      bool
+	idle      bool // connections without a status word (kindOf)
 	linger    bool // HTTP/2: close a while after it turns idle, not at once
 	closing   bool // a delayed close is pending
 	idleSince time.Time
@@ -63,7 +65,10 @@ func newConnTracker() *connTracker {
 func (t *connTracker) add(c net.Conn) {
 	t.accepted.Add(1)
 	t.mu.Lock()
-	t.conns[c] = connState{}
+	if _, ok := t.conns[c]; !ok {
+		t.conns[c] = connState{}
+		t.countLocked(c, connState{}, true)
+	}
 	if t.draining.Load() {
 		t.tryMove(c) // accepted (or handed over) as the drain began
 	}
@@ -81,6 +86,13 @@ func (t *connTracker) setIdle(c net.Conn, idle, linger bool) {
 	}
 	if idle && !st.idle {
 		st.idleSince = time.Now()
+	}
+	if kind, _ := kindOf(c); kind == trackedOther && idle != st.idle {
+		if idle {
+			t.counts.otherIdle.Add(1)
+		} else {
+			t.counts.otherIdle.Add(-1)
+		}
 	}
 	st.idle, st.linger = idle, linger
 	t.conns[c] = st
@@ -100,7 +112,7 @@ func (t *connTracker) closeIdleLocked(c net.Conn) bool {
 	}
 	st := t.conns[c]
 	if asHTTPConn(c) == nil && !st.linger {
-		delete(t.conns, c)
+		t.forgetLocked(c)
 		t.checkDoneLocked()
 		return true
 	}
@@ -153,17 +165,18 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		t.mu.Unlock()
 		return
 	}
-	delete(t.conns, c)
+	t.forgetLocked(c)
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	c.Close()
 }
 
-// isIdle reports whether tracked connection c is idle. HTTP connections keep
-// that in their httpConn, set without the tracker's lock on every request.
+// isIdle reports whether tracked connection c is idle. HTTP and FastCGI
+// connections keep that in their status word, set without the tracker's
+// lock on every request.
 func isIdle(c net.Conn, st connState) bool {
-	if hc := asHTTPConn(c); hc != nil {
-		return hc.idle.Load()
+	if _, status := kindOf(c); status != nil {
+		return status.Load()&statusIdle != 0
 	}
 	return st.idle
 }
@@ -173,7 +186,13 @@ func isIdle(c net.Conn, st connState) bool {
 // before it looks at idle flags, and this sets the flag before it looks at
 // draining, so one of the two always sees the other.
 func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
-	hc.idle.Store(idle)
+	var old, new uint64
+	if idle {
+		old, new = hc.status.change(statusIdle, 0)
+	} else {
+		old, new = hc.status.change(0, statusIdle)
+	}
+	t.counts.recount(trackedHTTP, old, new)
 	if t.draining.Load() {
 		t.setIdle(c, idle, idle && isHTTP2(c))
 	}
@@ -183,8 +202,18 @@ func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
 func (t *connTracker) remove(c net.Conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.conns, c)
+	t.forgetLocked(c)
 	t.checkDoneLocked()
+}
+
+// forgetLocked stops tracking c, and counting it.
+func (t *connTracker) forgetLocked(c net.Conn) {
+	st, ok := t.conns[c]
+	if !ok {
+		return
+	}
+	delete(t.conns, c)
+	t.countLocked(c, st, false)
 }
 
 // drain starts draining: idle connections are closed now, busy ones when
@@ -225,7 +254,9 @@ func (t *connTracker) closeAll() {
 	for c := range t.conns {
 		closing = append(closing, c)
 	}
-	clear(t.conns)
+	for _, c := range closing {
+		t.forgetLocked(c)
+	}
 	t.checkDoneLocked()
 	t.mu.Unlock()
 	closeConns(closing)
@@ -266,8 +297,9 @@ func (t *connTracker) checkDoneLocked() {
 // can read a request and close its connection unanswered.
 func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		dw := &drainingWriter{ResponseWriter: w, gs: gs, http2: r.ProtoMajor == 2}
-		defer gs.recoverHTTP(dw, r)
+		dw := drainingWriters.Get().(*drainingWriter)
+		*dw = drainingWriter{ResponseWriter: w, gs: gs, http2: r.ProtoMajor == 2}
+		defer gs.recoverHTTP(dw, r) // and releases dw
 		h.ServeHTTP(dw, r)
 		if dw.hijackedConn == nil {
 			// A handler that wrote nothing: net/http sends the
@@ -276,6 +308,38 @@ func (gs *groupServer) closeWhenDraining(h http.Handler) http.Handler {
 		}
 	})
 }
+
+// drainingWriters recycles the drainingWriters of requests whose handler
+// returned: one fewer allocation per request.
+var drainingWriters = sync.Pool{New: func() any { return new(drainingWriter) }}
+
+// release returns w to drainingWriters once its handler has returned, unless
+// the handler took the connection over (the goroutines it started with the
+// connection may still hold w). A handler that keeps w after returning (a
+// bug: net/http's own writer is not usable then either) finds it inert: its
+// writes fail with errHandlerReturned, none reaches the connection, until w
+// serves another request.
+func (w *drainingWriter) release() {
+	if w.hijackedConn != nil {
+		return
+	}
+	*w = drainingWriter{ResponseWriter: returnedWriter{}, wroteHeader: true}
+	drainingWriters.Put(w)
+}
+
+// errHandlerReturned is what a drainingWriter used after its handler
+// returned answers.
+var errHandlerReturned = errors.New("http: response writer used after the handler returned")
+
+// returnedWriter stands in a released drainingWriter for the response.
+type returnedWriter struct{}
+
+func (returnedWriter) Header() http.Header              { return http.Header{} }
+func (returnedWriter) Write([]byte) (int, error)        { return 0, errHandlerReturned }
+func (returnedWriter) WriteHeader(int)                  {}
+func (returnedWriter) FlushError() error                { return errHandlerReturned }
+func (returnedWriter) SetReadDeadline(time.Time) error  { return errHandlerReturned }
+func (returnedWriter) SetWriteDeadline(time.Time) error { return errHandlerReturned }
 
 // drainingWriter adds "Connection: close" to a response whose header goes out
 // while its group drains. It keeps the optional interfaces of the writer it

@@ -76,33 +76,56 @@ func FuzzParseBatch(f *testing.F) {
 // after END_REQUEST (a POST's final empty FCGI_STDIN) leave it so.
 func TestFCGIRecordsBetweenRequests(t *testing.T) {
 	c := &fcgiConn{}
+	between := func(_, status uint64) bool { return fcgiBetween(status) }
 	stream := fcgiGET(1, "/", true)
 	stdin := fcgiRecord(fcgiTypeStdin, 1, nil)
 	stream = stream[:len(stream)-len(stdin)] // the empty STDIN comes after the answer
 	for i := range stream {
-		if c.afterRead(stream[i : i+1]) {
+		if between(c.afterRead(stream[i : i+1])) {
 			t.Fatalf("between requests after %d of %d bytes of a request", i+1, len(stream))
 		}
 	}
 	end := fcgiRecord(fcgiEndRequest, 1, make([]byte, 8))
-	if !c.requestEnded(end) {
+	if !between(c.requestEnded(end)) {
 		t.Fatal("not between requests after END_REQUEST")
 	}
-	if c.afterRead(stdin[:3]) {
+	if between(c.afterRead(stdin[:3])) {
 		t.Fatal("between requests in the middle of a record")
 	}
-	if !c.afterRead(stdin[3:]) {
+	if !between(c.afterRead(stdin[3:])) {
 		t.Fatal("not between requests after the ended request's last record")
 	}
 	// A second request on the same connection, in one read.
-	if c.afterRead(fcgiGET(2, "/", true)) {
+	if between(c.afterRead(fcgiGET(2, "/", true))) {
 		t.Fatal("between requests with request 2 begun")
 	}
-	if c.requestEnded(fcgiRecord(fcgiEndRequest, 1, make([]byte, 8))) {
+	if between(c.requestEnded(fcgiRecord(fcgiEndRequest, 1, make([]byte, 8)))) {
 		t.Fatal("between requests after an END_REQUEST of another id")
 	}
-	if !c.requestEnded(fcgiRecord(fcgiEndRequest, 2, make([]byte, 8))) {
+	if !between(c.requestEnded(fcgiRecord(fcgiEndRequest, 2, make([]byte, 8)))) {
 		t.Fatal("not between requests after request 2 ended")
+	}
+	// An aborted request is ended twice (net/http/fcgi answers the abort,
+	// then the handler's end): the second END_REQUEST changes nothing.
+	if !between(c.requestEnded(fcgiRecord(fcgiEndRequest, 2, make([]byte, 8)))) {
+		t.Fatal("not between requests after request 2 ended twice")
+	}
+
+	// A web server multiplexing more requests than the status word's
+	// slots hold, ended in another order than begun.
+	const n = fcgiSlots + 3
+	for id := uint16(10); id < 10+n; id++ {
+		if between(c.afterRead(fcgiGET(id, "/", true))) {
+			t.Fatalf("between requests with request %d begun", id)
+		}
+	}
+	for _, id := range []uint16{10 + n - 1, 10, 12, 10 + n - 2, 11, 13} {
+		if got := between(c.requestEnded(fcgiRecord(fcgiEndRequest, id, make([]byte, 8)))); got != (id == 13) {
+			t.Fatalf("after request %d ended: between requests = %v", id, got)
+		}
+	}
+	if c.status.Load()&statusIdle == 0 {
+		t.Error("not idle between requests")
 	}
 }
 

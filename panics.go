@@ -27,9 +27,13 @@ func (gs *groupServer) logPanic(v any, r *http.Request) {
 // the connection (HTTP/2: reset the stream) without a log line of its own; a
 // hijacked connection is closed, as nobody else will. A handler's own
 // http.ErrAbortHandler keeps its meaning: abort quietly.
+//
+// A handler that returned normally leaves w to be used again; after a
+// panic w is left to the garbage collector.
 func (gs *groupServer) recoverHTTP(w *drainingWriter, r *http.Request) {
 	v := recover()
 	if v == nil {
+		w.release()
 		return
 	}
 	if v == http.ErrAbortHandler {

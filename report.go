@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -125,7 +126,7 @@ type groupStats struct {
 	Idle       int            `json:"idle"`                  // HTTP keep-alive or FastCGI kept, between requests
 	Accepted   uint64         `json:"accepted"`              // since the worker started
 	HandedOver uint64         `json:"handed_over,omitempty"` // received from the previous worker
-	Kinds      map[string]int `json:"kinds,omitempty"`       // open connections by kind (connKind)
+	Kinds      map[string]int `json:"kinds,omitempty"`       // open connections by kind (kind* constants)
 }
 
 // connections is the group's open connections.
@@ -162,35 +163,163 @@ const (
 	kindHijacked   = "hijacked"
 	kindTCP        = "tcp"
 	kindFCGI       = "fcgi"
+	kindOther      = "other"
+	kindOtherIdle  = "other idle"
 )
 
-// connKind says what kind of connection tracked connection c is.
-func connKind(c net.Conn, st connState) string {
-	switch c.(type) {
-	case *tcpConn:
-		return kindTCP
-	case *fcgiConn:
-		return kindFCGI
-	}
-	if hc := asHTTPConn(c); hc != nil {
-		switch {
-		case hc.hijacked.Load():
-			return kindHijacked
-		case hc.idle.Load():
-			return kindHTTPIdle
+// The report counts a group's connections as they change, so that it costs
+// the same with ten connections as with ten thousand and never holds the
+// tracker's lock: the tracker counts connections by kind as it adds and
+// forgets them (under its lock, once per connection), and HTTP and FastCGI
+// connections move themselves between busy, idle and hijacked with one
+// atomic status word each, without the lock, on the per-request path.
+
+// Bits of a connection's status word (connStatus).
+const (
+	statusTracked  = 1 << iota // in the group's tracker, and so counted
+	statusIdle                 // between requests
+	statusHijacked             // an HTTP handler took the connection over
+
+	// FastCGI only (handoff_fcgi.go).
+	statusMidRecord // a record is partly read
+	statusMoving    // handing over: the blocked read is woken
+	statusClosed
+	statusMoreOpen // more requests open than the slots hold (fcgiMove.more)
+)
+
+// connStatus is the status word of an HTTP or FastCGI connection.
+type connStatus struct{ atomic.Uint64 }
+
+// change sets and clears bits of the word and returns it before and after.
+func (s *connStatus) change(set, clear uint64) (old, new uint64) {
+	for {
+		old = s.Load()
+		new = old&^clear | set
+		if new == old || s.CompareAndSwap(old, new) {
+			return old, new
 		}
-		return kindHTTPActive
 	}
-	if st.idle {
-		return "other idle"
-	}
-	return "other"
 }
 
-// stats counts the tracker's connections.
+// countedAs reports how status word s is counted: idle, hijacked, or
+// (neither) active; untracked words count as nothing.
+func countedAs(s uint64) (idle, hijacked bool) {
+	switch {
+	case s&statusTracked == 0:
+		return false, false
+	case s&statusHijacked != 0:
+		return false, true
+	}
+	return s&statusIdle != 0, false
+}
+
+// connCounts are a group's open connections, for the report. Each kind's
+// total changes under the tracker's lock; the idle and hijacked counts
+// follow the status words. The counts sit on cache lines of their own:
+// every request writes one, and the per-request path reads the tracker's
+// draining flag.
+type connCounts struct {
+	_         [64]byte
+	http      atomic.Int64 // HTTP connections (idle and hijacked included)
+	httpIdle  atomic.Int64
+	hijacked  atomic.Int64
+	_         [64]byte
+	fcgi      atomic.Int64 // FastCGI connections (idle included)
+	fcgiIdle  atomic.Int64
+	_         [64]byte
+	tcp       atomic.Int64
+	other     atomic.Int64 // connections of server values, udp handlers (idle included)
+	otherIdle atomic.Int64
+	_         [64]byte
+}
+
+// trackedKind is how the tracker counts a connection.
+type trackedKind uint8
+
+const (
+	trackedOther trackedKind = iota
+	trackedHTTP
+	trackedFCGI
+	trackedTCP
+)
+
+// kindOf says how tracked connection c is counted, and returns its status
+// word if it keeps one.
+func kindOf(c net.Conn) (trackedKind, *connStatus) {
+	switch c := c.(type) {
+	case *tcpConn:
+		return trackedTCP, nil
+	case *fcgiConn:
+		return trackedFCGI, &c.status
+	}
+	if hc := asHTTPConn(c); hc != nil {
+		return trackedHTTP, &hc.status
+	}
+	return trackedOther, nil
+}
+
+func (n *connCounts) total(kind trackedKind) *atomic.Int64 {
+	switch kind {
+	case trackedHTTP:
+		return &n.http
+	case trackedFCGI:
+		return &n.fcgi
+	case trackedTCP:
+		return &n.tcp
+	}
+	return &n.other
+}
+
+// recount moves a connection of kind between the idle and hijacked counts
+// as its status word went from old to new.
+func (n *connCounts) recount(kind trackedKind, old, new uint64) {
+	oldIdle, oldHijacked := countedAs(old)
+	newIdle, newHijacked := countedAs(new)
+	if oldIdle != newIdle {
+		idle := &n.httpIdle
+		if kind == trackedFCGI {
+			idle = &n.fcgiIdle
+		}
+		if newIdle {
+			idle.Add(1)
+		} else {
+			idle.Add(-1)
+		}
+	}
+	if oldHijacked != newHijacked {
+		if newHijacked {
+			n.hijacked.Add(1)
+		} else {
+			n.hijacked.Add(-1)
+		}
+	}
+}
+
+// countLocked counts c in (add) or out of the group, as the tracker adds
+// or forgets it; st is its entry.
+func (t *connTracker) countLocked(c net.Conn, st connState, add bool) {
+	kind, status := kindOf(c)
+	delta := int64(1)
+	if !add {
+		delta = -1
+	}
+	t.counts.total(kind).Add(delta)
+	switch {
+	case status != nil && add:
+		old, new := status.change(statusTracked, 0)
+		t.counts.recount(kind, old, new)
+	case status != nil:
+		old, new := status.change(0, statusTracked)
+		t.counts.recount(kind, old, new)
+	case kind == trackedOther && st.idle:
+		t.counts.otherIdle.Add(delta)
+	}
+}
+
+// stats counts the tracker's connections: a few atomic loads, whatever
+// their number. Counts read while connections change may be off by the
+// changes under way; the next report has them right.
 func (t *connTracker) stats(name string) groupStats {
-	t.mu.Lock()
-	defer t.mu.Unlock()
 	// A connection taken over was accepted by an earlier worker: it
 	// counts as handed over, not accepted again. (It is counted over when
 	// delivered, and added when its server takes it: hence the guard.)
@@ -198,17 +327,28 @@ func (t *connTracker) stats(name string) groupStats {
 	if a := t.accepted.Load(); a > g.HandedOver {
 		g.Accepted = a - g.HandedOver
 	}
-	for c, st := range t.conns {
-		kind := connKind(c, st)
-		if kind == kindHTTPIdle || kind == "other idle" || (kind == kindFCGI && st.idle) {
-			g.Idle++
-		} else {
-			g.Active++
+	n := &t.counts
+	load := func(v *atomic.Int64) int { return max(int(v.Load()), 0) }
+	httpIdle, hijacked, fcgiIdle, otherIdle := load(&n.httpIdle), load(&n.hijacked), load(&n.fcgiIdle), load(&n.otherIdle)
+	httpActive := max(load(&n.http)-httpIdle-hijacked, 0)
+	fcgi := max(load(&n.fcgi), fcgiIdle)
+	other := max(load(&n.other)-otherIdle, 0)
+	tcp := load(&n.tcp)
+	g.Idle = httpIdle + fcgiIdle + otherIdle
+	g.Active = httpActive + hijacked + (fcgi - fcgiIdle) + tcp + other
+	for _, k := range [...]struct {
+		kind  string
+		count int
+	}{
+		{kindHTTPActive, httpActive}, {kindHTTPIdle, httpIdle}, {kindHijacked, hijacked},
+		{kindTCP, tcp}, {kindFCGI, fcgi}, {kindOther, other}, {kindOtherIdle, otherIdle},
+	} {
+		if k.count > 0 {
+			if g.Kinds == nil {
+				g.Kinds = make(map[string]int)
+			}
+			g.Kinds[k.kind] = k.count
 		}
-		if g.Kinds == nil {
-			g.Kinds = make(map[string]int)
-		}
-		g.Kinds[kind]++
 	}
 	return g
 }
@@ -237,7 +377,7 @@ func (s *workerStats) heldBy() string {
 			continue
 		}
 		var kinds []string
-		for _, k := range []string{kindHTTPActive, kindHTTPIdle, kindHijacked, kindTCP, kindFCGI, "other", "other idle"} {
+		for _, k := range []string{kindHTTPActive, kindHTTPIdle, kindHijacked, kindTCP, kindFCGI, kindOther, kindOtherIdle} {
 			if n := g.Kinds[k]; n > 0 {
 				kinds = append(kinds, fmt.Sprintf("%d %s", n, k))
 			}

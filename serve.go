@@ -505,7 +505,8 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	case http.StateClosed:
 		gs.tracker.remove(c)
 	case http.StateHijacked:
-		hc.hijacked.Store(true)
+		old, new := hc.status.change(statusHijacked, 0)
+		gs.tracker.counts.recount(trackedHTTP, old, new)
 		// Still open, now the handler's (a websocket, say): it stays
 		// tracked, busy, until the handler closes it (hijackedConn), so
 		// the drain waits for it up to drain_timeout.

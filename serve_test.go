@@ -36,7 +36,7 @@ type testDaemon struct {
 
 // newTestDaemon builds a quiet Daemon for cfg. The test's cleanup closes it
 // and, if it was started, waits for Serve to return.
-func newTestDaemon(t *testing.T, cfg *Config) *testDaemon {
+func newTestDaemon(t testing.TB, cfg *Config) *testDaemon {
 	t.Helper()
 	d, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err != nil {
@@ -59,7 +59,7 @@ func newTestDaemon(t *testing.T, cfg *Config) *testDaemon {
 // serveTestDaemon builds a Daemon for cfg, registers handlers (group → any
 // handler RegistHandler takes), serves it with ctx and waits until it is
 // ready.
-func serveTestDaemon(t *testing.T, ctx context.Context, cfg *Config, handlers map[string]any) *testDaemon {
+func serveTestDaemon(t testing.TB, ctx context.Context, cfg *Config, handlers map[string]any) *testDaemon {
 	t.Helper()
 	td := newTestDaemon(t, cfg)
 	for group, h := range handlers {
@@ -95,7 +95,7 @@ func (td *testDaemon) start(ctx context.Context) {
 	go func() { td.served <- td.Serve(ctx) }()
 }
 
-func (td *testDaemon) waitReady(t *testing.T) {
+func (td *testDaemon) waitReady(t testing.TB) {
 	t.Helper()
 	select {
 	case <-td.Ready():
@@ -120,7 +120,7 @@ func (td *testDaemon) waitServed(t *testing.T) error {
 }
 
 // addr is where group listens.
-func (td *testDaemon) addr(t *testing.T, group string) net.Addr {
+func (td *testDaemon) addr(t testing.TB, group string) net.Addr {
 	t.Helper()
 	a, ok := td.Addrs()[group]
 	if !ok {
@@ -130,7 +130,7 @@ func (td *testDaemon) addr(t *testing.T, group string) net.Addr {
 }
 
 // group returns the server of a group (white-box).
-func (td *testDaemon) group(t *testing.T, name string) *groupServer {
+func (td *testDaemon) group(t testing.TB, name string) *groupServer {
 	t.Helper()
 	td.mu.Lock()
 	defer td.mu.Unlock()
