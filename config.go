@@ -49,7 +49,7 @@ type Config struct {
 	User         string        // account workers run as, name or uid; "" = unchanged
 	UserGroup    string        // group workers run as (the group directive), name or gid; "" = unchanged
 	MaxFDs       uint64        // RLIMIT_NOFILE; 0 = unchanged
-	StartBoost   int           // nice levels a starting worker runs above the master until ready (priority.go); a parsed file has DefaultStartBoost unless it says
+	StartBoost   int           // nice levels the master, and a worker until ready, run above the master's start priority (priority.go); a parsed file has DefaultStartBoost unless it says
 	Groups       []GroupConfig // in file order
 
 	OpsConfig // shutdown_delay, log_level, log_format (config_ops.go)

@@ -71,7 +71,7 @@
 //	user           NAME|UID  workers run as this account; the master stays root
 //	group          NAME|GID  with user only
 //	maxfds         N         RLIMIT_NOFILE of master and workers
-//	start_boost    N         nice levels a new worker runs above the master until ready (default 10, 0 off)
+//	start_boost    N         nice levels the master, and a new worker until ready, run above normal (default 10, 0 off)
 //	shutdown_delay D         lame duck before a graceful stop's drain (default 0)
 //	log_level      LEVEL     debug, info (default), warn, error; a reload applies it
 //	log_format     FORMAT    text (default) or json; a reload applies it
@@ -146,13 +146,14 @@
 //
 // A reload is as quick as the new worker's start, and under load that start
 // competes for the CPU with the old worker it replaces. A master that may
-// raise priorities (root, or CAP_SYS_NICE) therefore starts workers
-// start_boost nice levels (default 10) above its own, and a worker puts all
-// its threads back to the master's priority the moment it is ready: on a
-// busy 2-core machine this took the median reload from about 20 to about
-// 15 ms. Requests the old worker serves meanwhile wait for those few
-// milliseconds of CPU. start_boost 0 turns it off; without the privilege it
-// is off, and the master says so at start.
+// raise priorities (root, or CAP_SYS_NICE) therefore runs start_boost nice
+// levels (default 10) above the priority it was started with, and so does a
+// new worker, which inherits it, until it is ready: then it puts all its
+// threads back to the master's original priority. On a busy 2-core machine
+// this took the median reload from about 20 to about 14 ms. Requests the old
+// worker serves meanwhile wait for those few milliseconds of CPU; between
+// reloads the master does next to nothing. start_boost 0 turns it off;
+// without the privilege it is off, and the master says so at start.
 //
 // A kept unix socket keeps its file; a changed chmod or owner is applied to
 // it. A new one is bound in a private directory and renamed into place, so

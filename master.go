@@ -36,7 +36,7 @@ type master struct {
 	dir     string
 	pidfile *pidFile
 	status  *statusFile
-	prio    *startPriority // nil when the loop's thread could not be read
+	prio    *startPriority // nil when the master's priority could not be read
 	notify  *notifier
 	report  func(msg string, err error) // tells the launcher how the first start went; nil once done
 
@@ -197,9 +197,7 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 	if m.acct, err = resolveAccount(cfg); err != nil {
 		return fail(err)
 	}
-	// From here on this goroutine is the loop's, and workers are forked
-	// from its thread.
-	if m.prio, err = lockStartThread(cfg.StartBoost); err != nil {
+	if m.prio, err = boostMaster(cfg.StartBoost); err != nil {
 		m.log.Info("workers start at the master's priority: raising it needs root or CAP_SYS_NICE", "start_boost", cfg.StartBoost, "err", err)
 	}
 	if m.pidfile, err = lockPidFile(cfg); err != nil {
@@ -302,8 +300,13 @@ func (m *master) signal(sig os.Signal) {
 		m.log.Info("reload asked")
 		m.reload()
 		// -s reload reads the HUP count to tell its reload from one
-		// already under way: it must include this one at once.
-		m.saveStatus()
+		// already under way: the state file must include this one at
+		// once. A reload that reads its config now saves it as soon as
+		// its worker is started: the snapshot is not worth delaying the
+		// start for.
+		if !m.loading {
+			m.saveStatus()
+		}
 	case syscall.SIGUSR1:
 		m.reopen()
 	case syscall.SIGQUIT, syscall.SIGTERM:
@@ -352,6 +355,9 @@ func (m *master) reloadIfQueued() bool {
 // config it read: bind what it adds and start its worker.
 func (m *master) configLoaded(ev event) {
 	m.loading = false
+	// The HUP count, which the signal left to be saved here (signal),
+	// after the worker's start.
+	defer m.saveStatus()
 	if m.stopping != "" {
 		return
 	}

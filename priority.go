@@ -3,7 +3,6 @@ package gozd
 import (
 	"errors"
 	"os"
-	"runtime"
 	"strconv"
 
 	"golang.org/x/sys/unix"
@@ -19,19 +18,20 @@ const maxStartBoost = 39
 // serves every group it needs a few milliseconds of CPU, and on a machine the
 // old worker keeps busy it gets them in a fair share with every thread that
 // serves, so under load the start stretched to two or three times its idle
-// length. The master therefore starts workers from one thread, its loop's,
-// run start_boost nice levels above the master's own priority: a worker
-// inherits that thread's priority at the fork, and once it is ready it puts
-// every one of its threads back to the master's. The master's loop itself, the
-// rest of the reload's path, runs boosted too; it does next to nothing between
-// reloads. Raising a priority needs root or CAP_SYS_NICE (or RLIMIT_NICE):
-// without, workers start at the master's priority, as they did before.
+// length. The rest of the path is the master's: its loop, the goroutine that
+// reads the config, the one that reads the new worker's "ready". So the
+// master runs start_boost nice levels above the priority it was started
+// with, a worker inherits that at the fork, and once ready a worker puts
+// every one of its threads back to the master's original priority. Between
+// reloads the master does next to nothing. Raising a priority needs root or
+// CAP_SYS_NICE (or RLIMIT_NICE): without, workers start at the master's
+// priority, as they did before.
 
-// startPriority is the master's side: the loop's thread and the priority
-// workers return to.
+// startPriority is the master's priority: the one it started with, which
+// workers return to, and the one it runs at.
 type startPriority struct {
 	base    int // the master's nice value when it started
-	boosted int // the loop thread's nice value now
+	boosted int // its threads' nice value now
 }
 
 // niceOfThread returns the nice value of thread tid (0: the calling one).
@@ -44,12 +44,8 @@ func niceOfThread(tid int) (int, error) {
 	return 20 - p, nil
 }
 
-// lockStartThread locks the calling goroutine, the master's loop, to its
-// thread, which every worker is then forked from (with PRIO_PROCESS, Linux
-// sets the priority of one thread, and a new process inherits the forking
-// thread's), and applies boost to it.
-func lockStartThread(boost int) (*startPriority, error) {
-	runtime.LockOSThread()
+// boostMaster reads the master's priority and raises it by boost.
+func boostMaster(boost int) (*startPriority, error) {
 	base, err := niceOfThread(0)
 	if err != nil {
 		return nil, err
@@ -58,14 +54,14 @@ func lockStartThread(boost int) (*startPriority, error) {
 	return sp, sp.apply(boost)
 }
 
-// apply sets the loop thread's priority boost nice levels above the base
-// (a reload may change start_boost). It must run on the loop's goroutine.
+// apply sets the master's priority boost nice levels above its base (a
+// reload may change start_boost).
 func (sp *startPriority) apply(boost int) error {
 	want := max(sp.base-boost, -20)
 	if want == sp.boosted {
 		return nil
 	}
-	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, want); err != nil {
+	if err := setThreadsNice(want); err != nil {
 		return err
 	}
 	sp.boosted = want
@@ -81,11 +77,11 @@ func (sp *startPriority) workerNice() *int {
 	return &sp.base
 }
 
-// settlePriority puts every thread of this worker back to nice value base,
-// which only lowers priorities and so needs no privilege. Threads the
-// runtime starts meanwhile inherit from the thread that starts them, which
-// may not have been put back yet: the walk repeats until it changes nothing.
-func settlePriority(base int) error {
+// setThreadsNice sets every thread of this process to nice value nice: with
+// PRIO_PROCESS, Linux sets one thread's. Threads the runtime starts meanwhile
+// inherit from the thread that starts them, which may not have been set yet:
+// the walk repeats until it changes nothing.
+func setThreadsNice(nice int) error {
 	for range 10 {
 		tasks, err := os.ReadDir("/proc/self/task")
 		if err != nil {
@@ -97,11 +93,10 @@ func settlePriority(base int) error {
 			if err != nil {
 				continue
 			}
-			nice, err := niceOfThread(tid)
-			if err != nil || nice == base {
-				continue // gone meanwhile, or settled
+			if n, err := niceOfThread(tid); err != nil || n == nice {
+				continue // gone meanwhile, or set
 			}
-			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, base); err != nil && !errors.Is(err, unix.ESRCH) {
+			if err := unix.Setpriority(unix.PRIO_PROCESS, tid, nice); err != nil && !errors.Is(err, unix.ESRCH) {
 				return err
 			}
 			changed = true
@@ -110,5 +105,5 @@ func settlePriority(base int) error {
 			return nil
 		}
 	}
-	return errors.New("threads kept appearing at the start priority")
+	return errors.New("threads kept appearing at another priority")
 }

@@ -71,14 +71,16 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		for {
 			select {
 			case <-d.Ready():
-				if h.Nice != nil {
-					if err := settlePriority(*h.Nice); err != nil {
-						log.Warn("putting the worker's threads back to the master's priority failed", "nice", *h.Nice, "err", err)
-					}
-				}
 				startReports(h, d, func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }, done)
 				fmt.Fprintf(ctl, "%s\n", msgReady)
 				log.Debug("ready")
+				// Started: back to the master's priority, once
+				// the master has the message that ends a reload.
+				if h.Nice != nil {
+					if err := setThreadsNice(*h.Nice); err != nil {
+						log.Warn("putting the worker's threads back to the master's priority failed", "nice", *h.Nice, "err", err)
+					}
+				}
 				return
 			case <-d.Draining():
 				return
