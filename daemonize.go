@@ -60,6 +60,7 @@ var std struct {
 // which never runs the program's own code. Errors are
 // printed to stderr, with file:line for config errors, and exit non-zero.
 func Daemonize() <-chan struct{} {
+	daemonizeBegan = time.Now() // a reload's timeline (timeline.go)
 	// First of all, before the pid file is written or a listener used: a
 	// signal that arrives from now on waits for the master's loop or the
 	// worker instead of killing the process.

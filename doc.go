@@ -247,7 +247,11 @@
 // serves the master's counters (reloads, restarts, workers, connections,
 // drains), which survive reloads, and the answering worker's Go runtime
 // and process metrics. Process names read "app: master", "app: worker 7",
-// "app: worker 6 draining".
+// "app: worker 6 draining". The master's "worker ready" line says where a
+// start's time went: signal_to_fork (a reload's config read, bind, fork and
+// exec), exec_to_main (the runtime's start and every package's init: keep
+// init functions cheap, they run in the master and in every new worker) and
+// main_to_ready (handlers registered, every group accepting).
 //
 // # systemd
 //

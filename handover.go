@@ -31,9 +31,10 @@ type handover struct {
 	Config     *Config        `json:"config"`
 	Listeners  map[string]int `json:"fds"` // group name → descriptor
 	Verbose    bool           `json:"verbose,omitempty"`
-	Inbox      int            `json:"inbox,omitempty"`   // descriptor of the socket connections are handed over on (handoff.go)
-	Reports    bool           `json:"reports,omitempty"` // the master takes "build" and "stats" (report.go)
-	Nice       *int           `json:"nice,omitempty"`    // the worker starts boosted and returns to this nice value once ready (priority.go)
+	Inbox      int            `json:"inbox,omitempty"`    // descriptor of the socket connections are handed over on (handoff.go)
+	Reports    bool           `json:"reports,omitempty"`  // the master takes "build" and "stats" (report.go)
+	Nice       *int           `json:"nice,omitempty"`     // the worker starts boosted and returns to this nice value once ready (priority.go)
+	Timeline   bool           `json:"timeline,omitempty"` // the master takes "timeline" (timeline.go)
 }
 
 // readHandover returns the handover in the environment, or nil when this

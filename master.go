@@ -49,6 +49,7 @@ type master struct {
 
 	hups         int  // SIGHUPs received, for -s reload to find its reload
 	loading      bool // a reload's config is being read, off the loop
+	loadingSince time.Time
 	reloadQueued bool
 	stopping     string // "", "quit" or "stop"
 	exitCode     int
@@ -333,6 +334,7 @@ func (m *master) reload() {
 	}
 	m.notify.reloading()
 	m.loading = true
+	m.loadingSince = time.Now()
 	began, path := m.hups, m.opts.config
 	go func() {
 		cfg, acct, err := loadReloadConfig(path)
@@ -394,7 +396,7 @@ func (m *master) configLoaded(ev event) {
 		return
 	}
 	if w := m.startWorker(cfg, ev.acct, held, added); w != nil {
-		w.began = began
+		w.began, w.asked = began, m.loadingSince
 	}
 }
 
@@ -525,7 +527,7 @@ func (m *master) ready(w *worker) {
 		}
 	}
 	m.held = w.held
-	m.log.Info("worker ready", "worker", w.pid, "gen", w.gen, "after", took.Round(time.Microsecond))
+	m.log.Info("worker ready", append([]any{"worker", w.pid, "gen", w.gen, "after", took.Round(time.Microsecond)}, w.timelineAttrs(time.Now())...)...)
 	if m.ops.lameDuck != lameDuckNone {
 		w.send(msgLameDuck) // a worker restarted in the lame duck
 	}

@@ -29,7 +29,7 @@ const (
 // it does not know.
 func parseReportMsg(kind, arg string, hasArg bool) (m controlMsg, ok bool, err error) {
 	switch kind {
-	case msgBuild, msgStats:
+	case msgBuild, msgStats, msgTimeline:
 		if !hasArg || !strings.HasPrefix(arg, "{") || !json.Valid([]byte(arg)) {
 			return controlMsg{}, true, fmt.Errorf("control message %q: want a JSON object", kind)
 		}
@@ -441,7 +441,7 @@ type workerReport struct {
 // scrape is answered at once, off the loop.
 func (m *master) reportEvent(w *worker, msg controlMsg) (event, bool) {
 	switch msg.kind {
-	case msgBuild, msgStats:
+	case msgBuild, msgStats, msgTimeline:
 		return event{kind: evReport, w: w, msg: msg}, true
 	case msgScrape:
 		m.answerScrape(w)
@@ -469,6 +469,11 @@ func (m *master) takeReport(ev event) {
 		}
 		w.report.stats = &s
 		m.updateMetrics()
+	case msgTimeline:
+		if err := w.takeTimeline(ev.msg.payload); err != nil {
+			m.log.Warn("ignoring a bad timeline", "worker", w.pid, "gen", w.gen, "err", err)
+		}
+		return
 	}
 	if m.workers[w.pid] == w {
 		m.saveStatusSoon()

@@ -34,7 +34,9 @@ type worker struct {
 	started time.Time
 	drained time.Time // when it was told to drain
 	timer   *time.Timer
-	late    bool // killed for not being ready within ready_timeout
+	late    bool      // killed for not being ready within ready_timeout
+	asked   time.Time // when the reload that started it began; zero for none
+	mainAt  time.Time // when its main called Daemonize, as it said (timeline.go)
 	tail    *tailBuffer
 	outDone chan struct{}
 	inbox   *workerInbox // where the worker it replaces hands connections over (handoff_master.go)
@@ -64,7 +66,7 @@ func (w *worker) stopTimer() {
 // (acct was resolved off the master's loop): the loop must not wait on NSS.
 func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener, added []*heldListener) (*worker, error) {
 	m.gen++
-	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose, Reports: true, Nice: m.prio.workerNice()}
+	h := &handover{Generation: m.gen, Config: cfg, Listeners: make(map[string]int), Verbose: m.opts.verbose, Reports: true, Nice: m.prio.workerNice(), Timeline: true}
 	sp, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("control socket: %w", err)

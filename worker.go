@@ -72,6 +72,9 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 			select {
 			case <-d.Ready():
 				startReports(h, d, func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }, done)
+				if h.Timeline {
+					fmt.Fprintf(ctl, "%s\n", timelineMsg())
+				}
 				fmt.Fprintf(ctl, "%s\n", msgReady)
 				log.Debug("ready")
 				// Started: back to the master's priority, once
