@@ -46,6 +46,7 @@ func buildAll(src, dir string) (binaries, error) {
 		{"tableflip", versions[:]},
 		{"gozd-services", versions[:1]},
 		{"plain-services", versions[:1]},
+		{"nothing", versions[:1]},
 	} {
 		bins[b.name] = map[string]string{}
 		for _, v := range b.versions {

@@ -105,19 +105,20 @@ type runEnv struct {
 // and serving the current worker's; for tableflip, serving is the process
 // that upgraded last; for plain both are the one process.
 type server struct {
-	name     string
-	dir      string
-	bin      string // the installed binary, replaced by install
-	cmd      *exec.Cmd
-	log      *logBook
-	exited   chan struct{}
-	httpAddr string
-	tcpAddr  string
-	pidFile  string
-	addrs    map[string]string // gozd: every group's address, by name
-	serving  int
-	seen     []int // every serving pid, to stop them all
-	stopped  bool
+	name      string
+	dir       string
+	bin       string // the installed binary, replaced by install
+	cmd       *exec.Cmd
+	log       *logBook
+	exited    chan struct{}
+	httpAddr  string
+	tcpAddr   string
+	pidFile   string
+	addrs     map[string]string // gozd: every group's address, by name
+	serving   int
+	seen      []int  // every serving pid, to stop them all
+	lastReady string // gozd: the master's last "worker ready" line
+	stopped   bool
 }
 
 var live struct {
@@ -292,6 +293,7 @@ func (s *server) nextReady(from int, timeout time.Duration) (pid int, after time
 	if err != nil {
 		return 0, 0, fmt.Errorf("waiting for the master to log a worker ready: %w", err)
 	}
+	s.lastReady = line
 	pid, err = strconv.Atoi(logField(line, "worker"))
 	if err != nil {
 		return 0, 0, fmt.Errorf("no worker pid in %q", line)
@@ -474,4 +476,28 @@ func raiseFileLimit(want int) error {
 // children, so it can reap them.
 func becomeSubreaper() error {
 	return unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+}
+
+// startSteps are the steps of a gozd worker's start, as its master's
+// "worker ready" line gives them (timeline.go in the gozd package).
+type startSteps struct {
+	fork, main, ready time.Duration // signal_to_fork, exec_to_main, main_to_ready
+}
+
+func (st startSteps) total() time.Duration { return st.fork + st.main + st.ready }
+
+// readySteps reads the steps from a "worker ready" line; ok is false when
+// the line lacks one (a start that was no reload).
+func readySteps(line string) (st startSteps, ok bool) {
+	for _, f := range []struct {
+		key string
+		d   *time.Duration
+	}{{"signal_to_fork", &st.fork}, {"exec_to_main", &st.main}, {"main_to_ready", &st.ready}} {
+		d, err := time.ParseDuration(logField(line, f.key))
+		if err != nil {
+			return st, false
+		}
+		*f.d = d
+	}
+	return st, true
 }

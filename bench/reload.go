@@ -116,6 +116,7 @@ type reloadRun struct {
 	marks     []time.Duration // when each reload was signalled, from the start
 	served    []time.Duration // signal → first answer from the new build
 	readyLog  []time.Duration // gozd's "worker ready after=" figures
+	steps     []stepsServed   // gozd's start steps, and when the new build answered
 	failedRel int             // reloads whose new build never answered
 	kindOK    []int64
 	kindFail  []int64
@@ -173,6 +174,9 @@ func runReloads(env *runEnv, name string) (*reloadRun, error) {
 		}
 		if name == "gozd" {
 			rr.readyLog = append(rr.readyLog, after)
+			if st, ok := readySteps(s.lastReady); ok {
+				rr.steps = append(rr.steps, stepsServed{st, seen.Sub(t0)})
+			}
 		}
 		// tableflip refuses to upgrade again before the old process
 		// is gone; wait for it with gozd too, so both runs pace alike.
@@ -227,6 +231,15 @@ type exitRun struct {
 	times    []time.Duration
 	served   []time.Duration // signal → new build answers, without load
 	readyLog []time.Duration // gozd's "worker ready after=", without load
+	steps    []stepsServed   // gozd's start steps, without load
+	nothing  []time.Duration // a Go program that does nothing, exec to exit: the floor of any start
+}
+
+// stepsServed is one reload's start steps and its signal → new build
+// answers.
+type stepsServed struct {
+	startSteps
+	served time.Duration
 }
 
 // runExitAfterClose holds one tcp connection to the serving process,
@@ -240,6 +253,9 @@ func runExitAfterClose(env *runEnv, name string) (*exitRun, error) {
 	defer s.stop()
 	ex := &exitRun{server: name}
 	if ex.floor, err = runStartFloor(env, name, 20); err != nil {
+		return nil, err
+	}
+	if ex.nothing, err = runStartFloor(env, "nothing", 20); err != nil {
 		return nil, err
 	}
 	buf := make([]byte, 64)
@@ -278,6 +294,9 @@ func runExitAfterClose(env *runEnv, name string) (*exitRun, error) {
 		}
 		if name == "gozd" {
 			ex.readyLog = append(ex.readyLog, after)
+			if st, ok := readySteps(s.lastReady); ok {
+				ex.steps = append(ex.steps, stepsServed{st, seen.Sub(t0)})
+			}
 		}
 		// The old process says it drains: gozd's master logs it,
 		// the tableflip server prints it when Exit fires.

@@ -182,6 +182,7 @@ func (r *report) markdown() string {
 	r.steadyTable(p)
 	r.reloadTable(p)
 	r.exitTable(p)
+	r.stepsTable(p)
 	r.memoryTable(p)
 	r.memoryByProcess(p)
 	r.latencyTable(p)
@@ -450,6 +451,7 @@ func (r *report) targetTable(p func(string, ...any)) {
 	if idle.p99 >= targetServe {
 		gaps = append(gaps, fmt.Sprintf("Without load, signal → new worker serving is still median %s, p99 %s.", ms(idle.med), ms(idle.p99)))
 	}
+	gaps = append(gaps, r.reloadTargets(p, yes)...)
 	ex := durSpreadOf(r.exit("gozd").times)
 	p("| gozd: old worker exits ≤ %v after its last connection closes (median / max) | %s / %s | %s |", targetExit, ms(ex.med), ms(ex.max), yes(ex.max <= targetExit))
 	if ex.max > targetExit {
@@ -588,7 +590,7 @@ func (r *report) steadyGap(w workload, what string, figure func(sample) float64,
 func costOf(w workload) string {
 	switch w.name {
 	case "http keep-alive":
-		return "Per request gozd's http server wraps the ResponseWriter (so a response can say `Connection: close` once draining), wraps the connection (a read mark, so a drain never closes one whose next request is arriving) and runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections). Its read deadlines (ReadHeaderTimeout, IdleTimeout) are not the cause: the reference arms the same."
+		return "Per request gozd's http server wraps the ResponseWriter in a pooled wrapper (so a response can say `Connection: close` once draining; no allocation), wraps the connection (a read mark, so a drain never closes one whose next request is arriving) and runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections). Its read deadlines (ReadHeaderTimeout, IdleTimeout) are not the cause: the reference arms the same."
 	case "http new conn":
 		return "Per connection gozd tracks the connection (a map insert and delete under the group's mutex, ConnState callbacks); with a new connection per request that is per request."
 	case "tcp echo":

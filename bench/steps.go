@@ -1,0 +1,79 @@
+package main
+
+import (
+	"fmt"
+	"time"
+)
+
+// The issue's reload targets: gozd's new worker answers sooner than
+// tableflip's new process, in the same run.
+const (
+	targetServeRatio = 0.8 // gozd's median under load ≤ this × tableflip's
+)
+
+// medianOf returns the median of f over xs.
+func medianOf(xs []stepsServed, f func(stepsServed) time.Duration) time.Duration {
+	ds := make([]time.Duration, len(xs))
+	for i, x := range xs {
+		ds[i] = f(x)
+	}
+	return durSpreadOf(ds).med
+}
+
+// stepsTable says where a gozd reload's time goes, step by step, idle and
+// under load, beside the floors under any start.
+func (r *report) stepsTable(p func(string, ...any)) {
+	g, ex := r.reload("gozd"), r.exit("gozd")
+	if len(g.steps) == 0 || len(ex.steps) == 0 {
+		return
+	}
+	p("## Where a gozd reload's time goes")
+	p("")
+	p("From the master's `worker ready` line (`signal_to_fork`: the SIGHUP handled until the new worker's process exists, its config read, bind, fork and exec; `exec_to_main`: the dynamic loader, the Go runtime's start and every package's init; `main_to_ready`: handlers registered, every group accepting, the ready message read by the master), and the bench's own *signal → new build answers*; the rest is the old worker told to drain and the polling client's next answer. Medians. The floors: a Go program that does nothing, from exec to exit ([bench/servers/nothing](bench/servers/nothing)), and the bench's gozd server with `-h` (every package's init, then exit), both without load.")
+	p("")
+	p("| reloads | signal → fork | exec → main | main → ready | ready → new build answers | signal → new build answers | tableflip: signal → new build answers |")
+	p("|---|---:|---:|---:|---:|---:|---:|")
+	row := func(label string, xs []stepsServed, tf []time.Duration) {
+		rest := medianOf(xs, func(x stepsServed) time.Duration { return x.served - x.total() })
+		p("| %s | %s | %s | %s | %s | %s | %s |", label,
+			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.fork })),
+			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.main })),
+			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.ready })),
+			ms(rest),
+			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.served })),
+			ms(durSpreadOf(tf).med))
+	}
+	tfIdle, tfLoad := r.exit("tableflip"), r.reload("tableflip")
+	row(fmt.Sprintf("%d without load", len(ex.steps)), ex.steps, tfIdle.served)
+	row(fmt.Sprintf("%d under load", len(g.steps)), g.steps, tfLoad.served)
+	p("")
+	p("Floors, without load: a Go program that does nothing %s from exec to exit; the gozd server with `-h` %s; the tableflip server with `-h` %s.",
+		ms(durSpreadOf(ex.nothing).med), ms(durSpreadOf(ex.floor).med), ms(durSpreadOf(tfIdle.floor).med))
+	p("")
+}
+
+// reloadTargets are the issue's reload targets: gozd ahead of tableflip in
+// the same run, under load (median and p99) and without.
+func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (gaps []string) {
+	g, tf := r.reload("gozd"), r.reload("tableflip")
+	gi, ti := r.exit("gozd"), r.exit("tableflip")
+	if len(g.served) == 0 || len(tf.served) == 0 || len(gi.served) == 0 || len(ti.served) == 0 {
+		return nil // a run without the reload or exit phase
+	}
+	gs, ts := durSpreadOf(g.served), durSpreadOf(tf.served)
+	gis, tis := durSpreadOf(gi.served), durSpreadOf(ti.served)
+	ratio := float64(gs.med) / float64(ts.med)
+	p("| gozd: signal → new build answers under load, median ≤ %.1f × tableflip's | %s ÷ %s = %.2f | %s |", targetServeRatio, ms(gs.med), ms(ts.med), ratio, yes(ratio <= targetServeRatio))
+	p("| gozd: the same, p99 ≤ tableflip's | %s vs %s | %s |", ms(gs.p99), ms(ts.p99), yes(gs.p99 <= ts.p99))
+	p("| gozd: the same without load, median ≤ tableflip's | %s vs %s | %s |", ms(gis.med), ms(tis.med), yes(gis.med <= tis.med))
+	if ratio > targetServeRatio || gs.p99 > ts.p99 || gis.med > tis.med {
+		cause := "Both start a new Go process of the same kind, and that start is most of either reload"
+		if len(g.steps) > 0 {
+			main := medianOf(g.steps, func(x stepsServed) time.Duration { return x.main })
+			cause += fmt.Sprintf(": under load gozd's exec → main alone is median %s of its %s (see *Where a gozd reload's time goes*)", ms(main), ms(gs.med))
+		}
+		gaps = append(gaps, fmt.Sprintf("Signal → new build answers: gozd median %s, p99 %s under load against tableflip's %s, %s (%.2f×); without load %s against %s. %s. What gozd adds to that start (the master's part before the fork, its ready message) is small against it; the new worker's start at a raised priority (`start_boost`) is what puts gozd level with or ahead of tableflip under load.",
+			ms(gs.med), ms(gs.p99), ms(ts.med), ms(ts.p99), ratio, ms(gis.med), ms(tis.med), cause))
+	}
+	return gaps
+}

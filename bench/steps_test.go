@@ -1,0 +1,48 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+)
+
+func TestStepsReport(t *testing.T) {
+	steps := func(fork, main, ready, served float64) stepsServed {
+		return stepsServed{startSteps{ds(fork)[0], ds(main)[0], ds(ready)[0]}, ds(served)[0]}
+	}
+	r := &report{settings: &settings{}}
+	r.reloads = []*reloadRun{
+		{server: "gozd", served: ds(14, 15, 16), steps: []stepsServed{steps(1, 6, 2, 14), steps(1, 7, 2, 15), steps(2, 7, 3, 16)}},
+		{server: "tableflip", served: ds(13, 15, 30)},
+	}
+	r.exits = []*exitRun{
+		{server: "gozd", served: ds(8, 9, 10), floor: ds(4), nothing: ds(1.5), steps: []stepsServed{steps(0.5, 4, 1, 8), steps(0.5, 4, 1.5, 9), steps(0.6, 4.5, 1.5, 10)}},
+		{server: "tableflip", served: ds(7, 8, 9), floor: ds(3.9)},
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }
+	r.stepsTable(p)
+	yes := func(ok bool) string {
+		if ok {
+			return "yes"
+		}
+		return "**no**"
+	}
+	gaps := r.reloadTargets(p, yes)
+	out := b.String()
+	for _, want := range []string{
+		"| 3 without load | 500 µs | 4.00 ms | 1.50 ms | 3.00 ms | 9.00 ms | 8.00 ms |",
+		"| 3 under load | 1.00 ms | 7.00 ms | 2.00 ms | 5.00 ms | 15.0 ms | 15.0 ms |",
+		"a Go program that does nothing 1.50 ms",
+		"median ≤ 0.8 × tableflip's | 15.0 ms ÷ 15.0 ms = 1.00 | **no** |",
+		"p99 ≤ tableflip's | 16.0 ms vs 30.0 ms | yes |",
+		"without load, median ≤ tableflip's | 9.00 ms vs 8.00 ms | **no** |",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("report lacks %q:\n%s", want, out)
+		}
+	}
+	if len(gaps) != 1 || !strings.Contains(gaps[0], "exec → main alone is median 7.00 ms") {
+		t.Errorf("gaps %q", gaps)
+	}
+}
