@@ -92,6 +92,7 @@ func TestParseConfigFull(t *testing.T) {
 		User:         "root",
 		UserGroup:    "root",
 		MaxFDs:       65536,
+		StartBoost:   DefaultStartBoost,
 		Groups: []GroupConfig{
 			{Name: "Group0", Mode: ModeTCP, Network: "tcp", Address: "127.0.0.1:9000", Line: 10},
 			{Name: "Group1", Mode: ModeFCGI, Network: "unix", Address: "/tmp/app.sock", Chmod: 0o660, Line: 14},
