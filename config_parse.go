@@ -266,7 +266,13 @@ func (p *configParser) loadKeyPair() error {
 	if err != nil {
 		return &ConfigError{File: p.cfg.File, Line: p.seen["cert"], Err: fmt.Errorf("reading cert: %w", err)}
 	}
-	if _, err := tls.X509KeyPair(certPEM, keyPEM); err != nil {
+	_, err = tls.X509KeyPair(certPEM, keyPEM)
+	// Checked, then dropped: the master (which parses every reload's
+	// config) keeps no key, and the key's text does not linger in its
+	// freed memory until reused. The parsed key is garbage now; the
+	// master's trim after a reload returns its pages (memory.go).
+	clear(keyPEM)
+	if err != nil {
 		return &ConfigError{File: p.cfg.File, Line: p.seen["cert"],
 			Err: fmt.Errorf("bad key pair (key %s, cert %s): %w", g.Key, g.Cert, err)}
 	}
