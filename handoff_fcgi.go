@@ -246,7 +246,7 @@ func (c *fcgiConn) closeOrHandOver() error {
 	if !move {
 		return c.Conn.Close()
 	}
-	handOver(c.Conn, heir, handoffEntry{kind: handoffFCGI, group: group})
+	handOver(c.Conn, heir, handoffEntry{kind: handoffFCGI, group: group, laddr: c.Conn.LocalAddr(), raddr: c.Conn.RemoteAddr()})
 	return nil
 }
 
