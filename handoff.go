@@ -366,6 +366,7 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		return
 	}
 	if heir := d.handoff.heir.Load(); heir != nil && gs.resumed.isClosed() {
+		// Waited for: this may come after the drain's own wait.
 		heir.send(e, fd)
 		unix.Close(fd)
 		return
@@ -470,17 +471,21 @@ type handoffSender struct {
 	accepts map[string]greetingEntry
 	addrs   bool // the new worker takes 'D' batches
 	queue   chan *handoffItem
-	dead    atomic.Bool // the new worker is gone or stuck: nothing more moves
-	acks    ackWaiters  // tcp Handoffs waiting for the new worker to take their connection
+	dead    atomic.Bool    // the new worker is gone or stuck: nothing more moves
+	acks    ackWaiters     // tcp Handoffs waiting for the new worker to take their connection
+	pending sync.WaitGroup // connections given to sendAndClose, until closed
 
 	moved, failed atomic.Int64 // connections handed over, and those that could not be
 	began         time.Time
 }
 
+// handoffItem is one descriptor to send: its caller waits on done (send),
+// or leaves closing it to the sender (sendAndClose).
 type handoffItem struct {
-	entry handoffEntry
-	fd    int
-	done  chan error
+	entry  handoffEntry
+	fd     int
+	done   chan error
+	closer io.Closer
 }
 
 // newHandoffSender reads the greeting on fd, the socket to the next worker,
@@ -541,6 +546,34 @@ func (s *handoffSender) send(e handoffEntry, fd int) error {
 	return <-it.done
 }
 
+// sendAndClose hands fd over and closes c, which fd belongs to, once it is
+// sent, or at once if it cannot be. It does not wait: the connection is
+// the sender's now, and the connections a drain moves go over in parallel
+// with the next ones waking up. wait waits for them, so a call must come
+// before the wait starts: from a connection the drain still tracks.
+func (s *handoffSender) sendAndClose(e handoffEntry, fd int, c io.Closer) {
+	if s.dead.Load() {
+		c.Close()
+		return
+	}
+	s.pending.Add(1)
+	s.queue <- &handoffItem{entry: e, fd: fd, closer: c}
+}
+
+// wait waits until the connections given to sendAndClose are sent and
+// closed, or ctx is done.
+func (s *handoffSender) wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.pending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
 // run writes what is queued, as many descriptors a message as fit.
 func (s *handoffSender) run() {
 	var carry *handoffItem
@@ -582,10 +615,28 @@ func (s *handoffSender) run() {
 		} else {
 			s.failed.Add(int64(len(batch)))
 		}
+		var closing []io.Closer
 		for _, it := range batch {
-			it.done <- err
+			if it.done != nil {
+				it.done <- err
+			} else {
+				closing = append(closing, it.closer)
+			}
+		}
+		if len(closing) > 0 {
+			// Closing costs a system call or two a connection: done
+			// beside the next batch, which goes out meanwhile.
+			go s.closeSent(closing)
 		}
 	}
+}
+
+// closeSent closes connections that were sent (or failed to be).
+func (s *handoffSender) closeSent(closing []io.Closer) {
+	for _, c := range closing {
+		c.Close()
+	}
+	s.pending.Add(-len(closing))
 }
 
 func (s *handoffSender) write(msg []byte, batch []*handoffItem) error {

@@ -250,11 +250,15 @@ func (c *fcgiConn) closeOrHandOver() error {
 	return nil
 }
 
-// handOver passes c's socket to heir and closes c; if the handoff fails the
-// socket is closed with it, as a drain without handoff would close it.
+// handOver passes c's socket to heir and closes c once it is sent, without
+// waiting for that (the drain waits: handoffSender.wait); if the handoff
+// fails the socket is closed with it, as a drain without handoff would
+// close it.
 func handOver(c net.Conn, heir *handoffSender, e handoffEntry) {
-	if fd, err := connFD(c); err == nil {
-		heir.send(e, fd)
+	fd, err := connFD(c)
+	if err != nil {
+		c.Close()
+		return
 	}
-	c.Close()
+	heir.sendAndClose(e, fd, c)
 }
