@@ -169,10 +169,21 @@ func (d *Daemon) receiveHandoffs() {
 	var batches sync.WaitGroup
 	queue := make(chan takeoverBatch, 1024)
 	batches.Go(func() {
+		var taken int
+		var first time.Time
 		for b := range queue {
+			if taken == 0 {
+				first = b.received
+			}
 			for i, e := range b.entries {
 				d.takeOver(e, b.fds[i])
 			}
+			taken += len(b.entries)
+		}
+		if taken > 0 {
+			// The other side of the old worker's "handed connections":
+			// from its first batch to the last connection served here.
+			d.log.Info("took connections over from the previous worker", "connections", taken, "in", time.Since(first).Round(time.Microsecond))
 		}
 	})
 	defer close(d.handoff.inboxDone)
@@ -229,13 +240,14 @@ func (d *Daemon) receiveHandoffs() {
 		// one goroutine does it while this one reads ahead, so the
 		// previous worker, its sends done, need not wait for it, and
 		// keeps a core to hand the rest over.
-		queue <- takeoverBatch{entries, fds}
+		queue <- takeoverBatch{entries, fds, time.Now()}
 	}
 }
 
 type takeoverBatch struct {
-	entries []handoffEntry
-	fds     []int
+	entries  []handoffEntry
+	fds      []int
+	received time.Time
 }
 
 // handoffEntry is one descriptor's entry in a batch.

@@ -276,8 +276,8 @@ listen %DIR%/web.sock
 }
 
 // TestHandoffManyIdle: with 500 idle keep-alive connections the old worker
-// exits within a second of its drain order, and every connection is
-// answered by the new worker.
+// exits within a second of its drain order, both workers log how many
+// connections moved, and every connection is answered by the new worker.
 func TestHandoffManyIdle(t *testing.T) {
 	dir := newDaemonDir(t)
 	d := startMaster(t, dir, webConf)
@@ -291,6 +291,7 @@ func TestHandoffManyIdle(t *testing.T) {
 	d.expectQuickExit(old, time.Second, fmt.Sprintf("%d idle connections", len(conns)))
 	d.waitLog(fmt.Sprintf(`msg="handed connections to the new worker" pid=%d role=worker gen=1 connections=%d `, old, len(conns)), 1)
 	nw := d.worker()
+	d.waitLog(fmt.Sprintf(`msg="took connections over from the previous worker" pid=%d role=worker gen=2 connections=%d `, nw, len(conns)), 1)
 	for i, k := range conns {
 		if pid := k.get(); pid != nw {
 			t.Fatalf("connection %d: answered by pid %d, want the new worker %d", i, pid, nw)
