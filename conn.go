@@ -171,7 +171,10 @@ func (c *hijackedConn) Close() error {
 
 // NetConn returns the connection beneath, for code that needs its type
 // (*net.TCPConn, *tls.Conn).
-func (c *hijackedConn) NetConn() net.Conn {
+func (c *hijackedConn) NetConn() net.Conn { return netConnBeneath(c.beneath()) }
+
+// beneath is the connection under gozd's HTTP wrapper.
+func (c *hijackedConn) beneath() net.Conn {
 	if hc, ok := c.Conn.(*httpConn); ok {
 		return hc.Conn
 	}
@@ -181,21 +184,21 @@ func (c *hijackedConn) NetConn() net.Conn {
 // CloseWrite, CloseRead and ReadFrom keep half-close for tunnels and
 // zero-copy io.Copy into the connection.
 func (c *hijackedConn) CloseWrite() error {
-	if cw, ok := c.NetConn().(interface{ CloseWrite() error }); ok {
+	if cw, ok := c.beneath().(interface{ CloseWrite() error }); ok {
 		return cw.CloseWrite()
 	}
 	return errors.ErrUnsupported
 }
 
 func (c *hijackedConn) CloseRead() error {
-	if cr, ok := c.NetConn().(interface{ CloseRead() error }); ok {
+	if cr, ok := c.beneath().(interface{ CloseRead() error }); ok {
 		return cr.CloseRead()
 	}
 	return errors.ErrUnsupported
 }
 
 func (c *hijackedConn) ReadFrom(r io.Reader) (int64, error) {
-	if rf, ok := c.NetConn().(io.ReaderFrom); ok {
+	if rf, ok := c.beneath().(io.ReaderFrom); ok {
 		return rf.ReadFrom(r)
 	}
 	return io.Copy(c.Conn, r)

@@ -74,4 +74,4 @@ func closeRead(c net.Conn) error {
 
 // NetConn returns the connection beneath an HTTP connection, for a
 // program's ConnContext or ConnState that needs the *net.TCPConn.
-func (c *httpConn) NetConn() net.Conn { return c.Conn }
+func (c *httpConn) NetConn() net.Conn { return netConnBeneath(c.Conn) }

@@ -16,9 +16,13 @@ package gozd
 // carries up to handoffMaxFDs descriptors, each with an entry naming its
 // kind and group:
 //
-//	greeting  'G' then JSON: [{"group":..., "kind":..., "addr":...}, ...]
+//	greeting  'G' then JSON: [{"group":..., "kind":..., "addr":...,
+//	          "addrs":true}, ...]
 //	batch     'C' then per descriptor: kind (1 byte), len(group) (1 byte),
 //	          group, len(state) (4 bytes, big endian), state
+//	          'D' (to a worker whose greeting says "addrs"): the same, each
+//	          entry followed by the connection's local and remote address
+//	          (handoff_conn.go), so the new worker need not ask the kernel
 //	ack       'A' then the 8-byte id that starts a tcp entry's state: the
 //	          new worker holds the connection (new worker to old)
 //	go        'Y' or 'N' then the same id: the old worker let go of the
@@ -77,6 +81,7 @@ type greetingEntry struct {
 	Group string      `json:"group"`
 	Kind  handoffKind `json:"kind"`
 	Addr  string      `json:"addr"`
+	Addrs bool        `json:"addrs,omitempty"` // takes 'D' batches
 }
 
 // handoffKindOf is the kind of connection gs can hand over and take over,
@@ -164,10 +169,21 @@ func (d *Daemon) receiveHandoffs() {
 	var batches sync.WaitGroup
 	queue := make(chan takeoverBatch, 1024)
 	batches.Go(func() {
+		var taken int
+		var first time.Time
 		for b := range queue {
+			if taken == 0 {
+				first = b.received
+			}
 			for i, e := range b.entries {
 				d.takeOver(e, b.fds[i])
 			}
+			taken += len(b.entries)
+		}
+		if taken > 0 {
+			// The other side of the old worker's "handed connections":
+			// from its first batch to the last connection served here.
+			d.log.Info("took connections over from the previous worker", "connections", taken, "in", time.Since(first).Round(time.Microsecond))
 		}
 	})
 	defer close(d.handoff.inboxDone)
@@ -183,7 +199,7 @@ func (d *Daemon) receiveHandoffs() {
 	d.mu.Lock()
 	for _, gs := range d.groups {
 		if kind, ok := handoffKindOf(gs); ok {
-			greeting = append(greeting, greetingEntry{Group: gs.cfg.Name, Kind: kind, Addr: gs.ln.Addr().String()})
+			greeting = append(greeting, greetingEntry{Group: gs.cfg.Name, Kind: kind, Addr: gs.ln.Addr().String(), Addrs: true})
 		}
 	}
 	d.mu.Unlock()
@@ -224,20 +240,22 @@ func (d *Daemon) receiveHandoffs() {
 		// one goroutine does it while this one reads ahead, so the
 		// previous worker, its sends done, need not wait for it, and
 		// keeps a core to hand the rest over.
-		queue <- takeoverBatch{entries, fds}
+		queue <- takeoverBatch{entries, fds, time.Now()}
 	}
 }
 
 type takeoverBatch struct {
-	entries []handoffEntry
-	fds     []int
+	entries  []handoffEntry
+	fds      []int
+	received time.Time
 }
 
 // handoffEntry is one descriptor's entry in a batch.
 type handoffEntry struct {
-	kind  handoffKind
-	group string
-	state []byte
+	kind         handoffKind
+	group        string
+	state        []byte
+	laddr, raddr net.Addr // in 'D' batches
 }
 
 func parseRights(oob []byte) ([]int, error) {
@@ -268,19 +286,32 @@ func closeFDs(fds []int) {
 	}
 }
 
-// appendEntry adds one descriptor's entry to a batch message.
+// appendEntry adds one descriptor's entry to a batch message, b[0] its
+// type.
 func appendEntry(b []byte, e handoffEntry) []byte {
+	addrs := b[0] == 'D'
 	b = append(b, byte(e.kind), byte(len(e.group)))
 	b = append(b, e.group...)
 	b = binary.BigEndian.AppendUint32(b, uint32(len(e.state)))
-	return append(b, e.state...)
+	b = append(b, e.state...)
+	if addrs {
+		b = appendAddr(b, e.laddr)
+		b = appendAddr(b, e.raddr)
+	}
+	return b
+}
+
+// entrySize is at most what appendEntry adds for e.
+func entrySize(e handoffEntry) int {
+	return 6 + len(e.group) + len(e.state) + 2*(2+255)
 }
 
 // parseBatch reads a batch message that came with nfds descriptors.
 func parseBatch(b []byte, nfds int) ([]handoffEntry, error) {
-	if len(b) == 0 || b[0] != 'C' {
+	if len(b) == 0 || (b[0] != 'C' && b[0] != 'D') {
 		return nil, fmt.Errorf("message of %d bytes is no batch", len(b))
 	}
+	addrs := b[0] == 'D'
 	b = b[1:]
 	var entries []handoffEntry
 	for len(b) > 0 {
@@ -300,6 +331,15 @@ func parseBatch(b []byte, nfds int) ([]handoffEntry, error) {
 		}
 		e.state = bytes.Clone(b[:n])
 		b = b[n:]
+		if addrs {
+			var err error
+			if e.laddr, b, err = parseAddr(b); err != nil {
+				return nil, err
+			}
+			if e.raddr, b, err = parseAddr(b); err != nil {
+				return nil, err
+			}
+		}
 		entries = append(entries, e)
 	}
 	if len(entries) != nfds {
@@ -338,13 +378,12 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		return
 	}
 	if heir := d.handoff.heir.Load(); heir != nil && gs.resumed.isClosed() {
+		// Waited for: this may come after the drain's own wait.
 		heir.send(e, fd)
 		unix.Close(fd)
 		return
 	}
-	f := os.NewFile(uintptr(fd), "handed-over connection")
-	c, err := net.FileConn(f)
-	f.Close()
+	c, err := newTakenConn(fd, e.laddr, e.raddr)
 	if err != nil {
 		d.log.Warn("handoff: taking a connection over failed", "group", e.group, "err", err)
 		return
@@ -442,18 +481,23 @@ type handoffSender struct {
 	conn    *net.UnixConn
 	log     *slog.Logger
 	accepts map[string]greetingEntry
+	addrs   bool // the new worker takes 'D' batches
 	queue   chan *handoffItem
-	dead    atomic.Bool // the new worker is gone or stuck: nothing more moves
-	acks    ackWaiters  // tcp Handoffs waiting for the new worker to take their connection
+	dead    atomic.Bool    // the new worker is gone or stuck: nothing more moves
+	acks    ackWaiters     // tcp Handoffs waiting for the new worker to take their connection
+	pending sync.WaitGroup // connections given to sendAndClose, until closed
 
 	moved, failed atomic.Int64 // connections handed over, and those that could not be
 	began         time.Time
 }
 
+// handoffItem is one descriptor to send: its caller waits on done (send),
+// or leaves closing it to the sender (sendAndClose).
 type handoffItem struct {
-	entry handoffEntry
-	fd    int
-	done  chan error
+	entry  handoffEntry
+	fd     int
+	done   chan error
+	closer io.Closer
 }
 
 // newHandoffSender reads the greeting on fd, the socket to the next worker,
@@ -487,8 +531,10 @@ func newHandoffSender(fd int, log *slog.Logger) (*handoffSender, error) {
 		return nil, fmt.Errorf("new worker's greeting: %w", err)
 	}
 	s := &handoffSender{conn: uc, log: log, accepts: make(map[string]greetingEntry), queue: make(chan *handoffItem, handoffMaxFDs), began: time.Now()}
+	s.addrs = len(greeting) > 0
 	for _, e := range greeting {
 		s.accepts[e.Group] = e
+		s.addrs = s.addrs && e.Addrs
 	}
 	go s.run()
 	go s.readAcks()
@@ -512,17 +558,49 @@ func (s *handoffSender) send(e handoffEntry, fd int) error {
 	return <-it.done
 }
 
+// sendAndClose hands fd over and closes c, which fd belongs to, once it is
+// sent, or at once if it cannot be. It does not wait: the connection is
+// the sender's now, and the connections a drain moves go over in parallel
+// with the next ones waking up. wait waits for them, so a call must come
+// before the wait starts: from a connection the drain still tracks.
+func (s *handoffSender) sendAndClose(e handoffEntry, fd int, c io.Closer) {
+	if s.dead.Load() {
+		c.Close()
+		return
+	}
+	s.pending.Add(1)
+	s.queue <- &handoffItem{entry: e, fd: fd, closer: c}
+}
+
+// wait waits until the connections given to sendAndClose are sent and
+// closed, or ctx is done.
+func (s *handoffSender) wait(ctx context.Context) {
+	done := make(chan struct{})
+	go func() {
+		s.pending.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
 // run writes what is queued, as many descriptors a message as fit.
 func (s *handoffSender) run() {
 	var carry *handoffItem
 	msg := make([]byte, 0, handoffMsgMax)
+	msgType := byte('C')
+	if s.addrs {
+		msgType = 'D'
+	}
 	for {
 		batch := []*handoffItem{carry}
 		if carry == nil {
 			batch[0] = <-s.queue
 		}
 		carry = nil
-		msg = appendEntry(append(msg[:0], 'C'), batch[0].entry)
+		msg = appendEntry(append(msg[:0], msgType), batch[0].entry)
 		// Connections woken together by the drain come over a few
 		// milliseconds: waiting a moment fills a batch, where every
 		// message costs a system call and a place in the new worker's
@@ -532,7 +610,7 @@ func (s *handoffSender) run() {
 		for len(batch) < handoffMaxFDs {
 			select {
 			case it := <-s.queue:
-				if len(msg)+7+len(it.entry.group)+len(it.entry.state) > handoffMsgMax {
+				if len(msg)+entrySize(it.entry) > handoffMsgMax {
 					carry = it
 					break more
 				}
@@ -549,10 +627,28 @@ func (s *handoffSender) run() {
 		} else {
 			s.failed.Add(int64(len(batch)))
 		}
+		var closing []io.Closer
 		for _, it := range batch {
-			it.done <- err
+			if it.done != nil {
+				it.done <- err
+			} else {
+				closing = append(closing, it.closer)
+			}
+		}
+		if len(closing) > 0 {
+			// Closing costs a system call or two a connection: done
+			// beside the next batch, which goes out meanwhile.
+			go s.closeSent(closing)
 		}
 	}
+}
+
+// closeSent closes connections that were sent (or failed to be).
+func (s *handoffSender) closeSent(closing []io.Closer) {
+	for _, c := range closing {
+		c.Close()
+	}
+	s.pending.Add(-len(closing))
 }
 
 func (s *handoffSender) write(msg []byte, batch []*handoffItem) error {
@@ -800,7 +896,7 @@ func (c *httpConn) Close() error {
 	if !move {
 		return c.Conn.Close()
 	}
-	handOver(c.Conn, heir, handoffEntry{kind: handoffHTTP, group: group})
+	handOver(c.Conn, heir, handoffEntry{kind: handoffHTTP, group: group, laddr: c.Conn.LocalAddr(), raddr: c.Conn.RemoteAddr()})
 	return nil
 }
 

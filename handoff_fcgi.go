@@ -246,15 +246,19 @@ func (c *fcgiConn) closeOrHandOver() error {
 	if !move {
 		return c.Conn.Close()
 	}
-	handOver(c.Conn, heir, handoffEntry{kind: handoffFCGI, group: group})
+	handOver(c.Conn, heir, handoffEntry{kind: handoffFCGI, group: group, laddr: c.Conn.LocalAddr(), raddr: c.Conn.RemoteAddr()})
 	return nil
 }
 
-// handOver passes c's socket to heir and closes c; if the handoff fails the
-// socket is closed with it, as a drain without handoff would close it.
+// handOver passes c's socket to heir and closes c once it is sent, without
+// waiting for that (the drain waits: handoffSender.wait); if the handoff
+// fails the socket is closed with it, as a drain without handoff would
+// close it.
 func handOver(c net.Conn, heir *handoffSender, e handoffEntry) {
-	if fd, err := connFD(c); err == nil {
-		heir.send(e, fd)
+	fd, err := connFD(c)
+	if err != nil {
+		c.Close()
+		return
 	}
-	c.Close()
+	heir.sendAndClose(e, fd, c)
 }

@@ -53,6 +53,10 @@ func FuzzParseBatch(f *testing.F) {
 	msg = appendEntry(msg, handoffEntry{kind: handoffHTTP, group: "web"})
 	msg = appendEntry(msg, handoffEntry{kind: handoffTCP, group: "session", state: []byte("12345678state")})
 	f.Add(msg, 2)
+	msg = []byte{'D'}
+	msg = appendEntry(msg, handoffEntry{kind: handoffHTTP, group: "web", laddr: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 80}, raddr: &net.TCPAddr{IP: net.ParseIP("fe80::1"), Port: 4711, Zone: "eth0"}})
+	msg = appendEntry(msg, handoffEntry{kind: handoffFCGI, group: "php", laddr: &net.UnixAddr{Name: "/run/php.sock", Net: "unix"}})
+	f.Add(msg, 2)
 	f.Add([]byte{'C', 'h', 254, 0, 0, 0, 0}, 1)
 	f.Add([]byte{'G', '['}, 0)
 	f.Fuzz(func(t *testing.T, b []byte, nfds int) {
@@ -60,7 +64,7 @@ func FuzzParseBatch(f *testing.F) {
 		if err != nil {
 			return
 		}
-		again := []byte{'C'}
+		again := []byte{b[0]}
 		for _, e := range entries {
 			again = appendEntry(again, e)
 		}
@@ -213,5 +217,138 @@ func TestResumeTCPWaitsForGo(t *testing.T) {
 	no.SetReadDeadline(time.Now().Add(serveWait))
 	if rest, err := io.ReadAll(no); len(rest) != 0 || err != nil {
 		t.Fatalf("after no: %q, %v; want EOF and nothing served", rest, err)
+	}
+}
+
+// takenPair returns a client connection and the server's end of it served
+// as a connection taken over from another worker: a bare descriptor and
+// the addresses.
+func takenPair(t *testing.T) (client net.Conn, taken *takenConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer server.Close()
+	rc, err := server.(*net.TCPConn).SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd := -1
+	rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newTakenConn(fd, server.LocalAddr(), server.RemoteAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken, ok := c.(*takenConn)
+	if !ok {
+		t.Fatalf("newTakenConn made a %T", c)
+	}
+	t.Cleanup(func() { taken.Close() })
+	return client, taken
+}
+
+// TestTakenConn: a connection taken over from the previous worker, served
+// through its bare descriptor, behaves as net's own: its addresses, a read
+// timeout and a closed connection reported as net/http expects them
+// (*net.OpError, net.ErrClosed), half-close; and NetConn switches it to a
+// *net.TCPConn without losing a read that was waiting.
+func TestTakenConn(t *testing.T) {
+	client, c := takenPair(t)
+	if c.LocalAddr().String() != client.RemoteAddr().String() || c.RemoteAddr().String() != client.LocalAddr().String() {
+		t.Errorf("addresses %s → %s, want %s → %s", c.RemoteAddr(), c.LocalAddr(), client.LocalAddr(), client.RemoteAddr())
+	}
+	buf := make([]byte, 64)
+	c.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+	_, err := c.Read(buf)
+	var oe *net.OpError
+	if !errors.As(err, &oe) || oe.Op != "read" || !oe.Timeout() || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past the deadline: %#v, want a *net.OpError read timeout", err)
+	}
+	c.SetReadDeadline(time.Time{})
+
+	if _, err := client.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := c.Read(buf); string(buf[:n]) != "ping" || err != nil {
+		t.Fatalf("read %q, %v", buf[:n], err)
+	}
+	if _, err := c.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(serveWait))
+	if n, err := io.ReadFull(client, buf[:4]); string(buf[:n]) != "pong" {
+		t.Fatalf("client read %q, %v", buf[:n], err)
+	}
+
+	// A read blocked on the descriptor when NetConn switches carries on
+	// on the *net.TCPConn.
+	got := make(chan string, 1)
+	go func() {
+		b := make([]byte, 64)
+		n, err := c.Read(b)
+		got <- fmt.Sprintf("%s %v", b[:n], err)
+	}()
+	time.Sleep(10 * time.Millisecond) // let the read block; it works either way
+	nc := netConnBeneath(c)
+	if _, ok := nc.(*net.TCPConn); !ok {
+		t.Fatalf("NetConn of a taken-over connection is a %T, want *net.TCPConn", nc)
+	}
+	if _, err := client.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case s := <-got:
+		if s != "after <nil>" {
+			t.Fatalf("read across the switch: %q", s)
+		}
+	case <-time.After(serveWait):
+		t.Fatal("read across the switch still blocked")
+	}
+
+	if err := c.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if rest, err := io.ReadAll(client); len(rest) != 0 || err != nil {
+		t.Fatalf("after CloseWrite the client read %q, %v; want EOF", rest, err)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Read(buf); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("read after Close: %v, want net.ErrClosed", err)
+	}
+	if err := c.Close(); !errors.Is(err, net.ErrClosed) {
+		t.Errorf("second Close: %v, want net.ErrClosed", err)
+	}
+}
+
+// TestTakenConnClosed: closing a taken-over connection that never switched
+// closes the socket (the client reads EOF), and its read errors say closed.
+func TestTakenConnClosed(t *testing.T) {
+	client, c := takenPair(t)
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	client.SetReadDeadline(time.Now().Add(serveWait))
+	if rest, err := io.ReadAll(client); len(rest) != 0 || err != nil {
+		t.Fatalf("after Close the client read %q, %v; want EOF", rest, err)
+	}
+	var oe *net.OpError
+	if _, err := c.Write([]byte("x")); !errors.As(err, &oe) || !errors.Is(err, net.ErrClosed) {
+		t.Errorf("write after Close: %#v, want a *net.OpError with net.ErrClosed", err)
 	}
 }

@@ -13,7 +13,10 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptrace"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -273,8 +276,8 @@ listen %DIR%/web.sock
 }
 
 // TestHandoffManyIdle: with 500 idle keep-alive connections the old worker
-// exits within a second of its drain order, and every connection is
-// answered by the new worker.
+// exits within a second of its drain order, both workers log how many
+// connections moved, and every connection is answered by the new worker.
 func TestHandoffManyIdle(t *testing.T) {
 	dir := newDaemonDir(t)
 	d := startMaster(t, dir, webConf)
@@ -288,6 +291,7 @@ func TestHandoffManyIdle(t *testing.T) {
 	d.expectQuickExit(old, time.Second, fmt.Sprintf("%d idle connections", len(conns)))
 	d.waitLog(fmt.Sprintf(`msg="handed connections to the new worker" pid=%d role=worker gen=1 connections=%d `, old, len(conns)), 1)
 	nw := d.worker()
+	d.waitLog(fmt.Sprintf(`msg="took connections over from the previous worker" pid=%d role=worker gen=2 connections=%d `, nw, len(conns)), 1)
 	for i, k := range conns {
 		if pid := k.get(); pid != nw {
 			t.Fatalf("connection %d: answered by pid %d, want the new worker %d", i, pid, nw)
@@ -740,5 +744,117 @@ func TestHandoffIdleTimeoutAfresh(t *testing.T) {
 	time.Sleep(gozd.DefaultReadHeaderTimeout + time.Second)
 	if pid := k.get(); pid != d.worker() {
 		t.Errorf("after %s idle: answered by pid %d, want the new worker %d", gozd.DefaultReadHeaderTimeout+time.Second, pid, d.worker())
+	}
+}
+
+// addrsOn sends a GET on k and returns the pid that answered and the
+// addresses its handler saw.
+func (k *keptConn) addrsOn() (pid int, remote, local string) {
+	k.t.Helper()
+	k.send(getRequest)
+	k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+	resp, err := http.ReadResponse(k.r, nil)
+	if err != nil {
+		k.t.Fatalf("GET on %s: %v", k.c.LocalAddr(), err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	pid, _ = strconv.Atoi(resp.Header.Get("X-Pid"))
+	return pid, resp.Header.Get("X-Remote-Addr"), resp.Header.Get("X-Local-Addr")
+}
+
+// TestHandoffTakeoverSystemCalls: the new worker takes a connection over
+// with what came with it (the descriptor, its addresses), without asking
+// the kernel for the socket's type and addresses or setting its options
+// again, which cost most of a reload with thousands of idle connections;
+// the handlers still see the connection's own addresses. strace, attached
+// to the master, follows the new worker it starts.
+func TestHandoffTakeoverSystemCalls(t *testing.T) {
+	strace, err := exec.LookPath("strace")
+	if err != nil {
+		t.Skip("no strace")
+	}
+	dir := newDaemonDir(t)
+	d := startMaster(t, dir, `
+drain_timeout 1m
+[web]
+mode   http
+listen 127.0.0.1:0
+[web2]
+mode   http
+listen %DIR%/web.sock
+`)
+	old := d.worker()
+	const n = 100
+	var conns []*keptConn
+	for i := range n {
+		conns = append(conns, dialKept(t, "tcp", d.addrs["web"]))
+		if i%10 == 0 {
+			conns = append(conns, dialKept(t, "unix", filepath.Join(dir, "web.sock")))
+		}
+	}
+	type seen struct{ remote, local string }
+	before := make([]seen, len(conns))
+	for i, k := range conns {
+		pid, remote, local := k.addrsOn()
+		if pid != old {
+			t.Fatalf("answered by pid %d before the reload, want %d", pid, old)
+		}
+		before[i] = seen{remote, local}
+	}
+	if before[0].remote != conns[0].c.LocalAddr().String() || before[0].local != d.addrs["web"] {
+		t.Fatalf("handler saw %s → %s, want %s → %s", before[0].remote, before[0].local, conns[0].c.LocalAddr(), d.addrs["web"])
+	}
+
+	out := filepath.Join(dir, "strace")
+	st := startProcess(t, strace, "-f", "-o", out, "-e", "trace=getsockname,getpeername,getsockopt,setsockopt", "-p", strconv.Itoa(d.pid))
+	deadline := time.Now().Add(waitTimeout)
+	for !strings.Contains(st.out.String(), "attached") {
+		select {
+		case <-st.done:
+			t.Skipf("strace cannot attach here: %s", st.out.String())
+		case <-time.After(10 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("strace did not attach within %s: %s", waitTimeout, st.out.String())
+		}
+	}
+	d.reload(buildTestDaemon(t, "v2", ""), true, old)
+	d.oldWorkerExit(old)
+	nw := d.worker()
+	for i, k := range conns {
+		pid, remote, local := k.addrsOn()
+		if pid != nw {
+			t.Fatalf("connection %d: answered by pid %d after the reload, want the new worker %d", i, pid, nw)
+		}
+		if (seen{remote, local}) != before[i] {
+			t.Errorf("connection %d: the new worker's handler saw %s → %s, the old one's %s → %s", i, remote, local, before[i].remote, before[i].local)
+		}
+	}
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", nw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.signal(syscall.SIGINT) // strace detaches
+	st.wait()
+
+	trace, err := os.ReadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ofNew := map[string]bool{}
+	for _, task := range tasks {
+		ofNew[task.Name()] = true
+	}
+	calls := 0
+	for line := range strings.Lines(string(trace)) {
+		tid, call, _ := strings.Cut(line, " ")
+		if ofNew[tid] && !strings.HasPrefix(strings.TrimSpace(call), "---") && !strings.HasPrefix(strings.TrimSpace(call), "+++") {
+			calls++
+		}
+	}
+	t.Logf("the new worker made %d getsockname, getpeername, getsockopt and setsockopt calls taking %d connections over", calls, len(conns))
+	if calls >= len(conns) {
+		t.Errorf("the new worker made %d getsockname, getpeername, getsockopt and setsockopt calls taking %d connections over; want fewer than one a connection", calls, len(conns))
 	}
 }

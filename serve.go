@@ -353,6 +353,11 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 			return ctx.Err()
 		}
 	}
+	if heir := d.handoff.heir.Load(); heir != nil {
+		// The connections that left the trackers for the new worker
+		// are on their way: this process must not end under them.
+		heir.wait(ctx)
+	}
 	return nil
 }
 

@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
 	"os"
 	"strconv"
@@ -92,6 +93,12 @@ func main() {
 func serveVersion(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("X-Version", version)
 	w.Header().Set("X-Pid", strconv.Itoa(os.Getpid()))
+	// The addresses net/http saw, also on a connection taken over from the
+	// previous worker.
+	w.Header().Set("X-Remote-Addr", r.RemoteAddr)
+	if a, ok := r.Context().Value(http.LocalAddrContextKey).(net.Addr); ok {
+		w.Header().Set("X-Local-Addr", a.String())
+	}
 	switch r.URL.Path {
 	case "/panic":
 		panic("testdaemon: panic on purpose")
