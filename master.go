@@ -537,6 +537,12 @@ func (m *master) ready(w *worker) {
 	m.saveStatus()
 	m.notify.ready()
 	if m.report != nil {
+		// The start's lines are in the log before the launcher says
+		// it started (the log is written off the loop), unless the
+		// log is stalled.
+		if m.out != nil {
+			m.out.flush(startFlushWait)
+		}
 		m.report(m.startLine(), nil)
 		m.report = nil
 	}
