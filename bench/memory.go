@@ -215,14 +215,14 @@ func memoryOnce(env *runEnv, name string) (memSample, error) {
 	return m, err
 }
 
-// runMasterReloads reloads an idle gozd n times, each once the previous
-// one has completed (new worker ready, old worker gone), and reads the
-// master's memory before, after n/2 and after n.
 // idleSettle is how long a server is left alone before its idle memory is
 // read, every server alike: gozd's master returns what a start or a reload
 // left behind a second after it ends (memory.go in the gozd package).
 const idleSettle = 1500 * time.Millisecond
 
+// runMasterReloads reloads an idle gozd n times, each once the previous
+// one has completed (new worker ready, old worker gone), and reads the
+// master's memory before, after n/2 and after n.
 func runMasterReloads(env *runEnv, n int) (*masterReloads, error) {
 	s, err := env.start("gozd", versions[0])
 	if err != nil {
@@ -391,7 +391,7 @@ func (r *report) memoryTargets(p func(string, ...any), yes func(bool) string) []
 			second := mr.after.rss - mr.mid.rss
 			msg := fmt.Sprintf("The master's RSS grew by %.2f MiB across %d reloads (%.2f MiB in the second half), of which anonymous memory %+.2f MiB.", mib(growth), mr.reloads, mib(second), mib(mr.after.anon-mr.before.anon))
 			if second <= growth/4 {
-				msg += " Most of it in the first half, then it holds: not a leak per reload, but the master's Go heap growing to the garbage collector's goal (4 MiB at the least with the default GOGC) on the garbage every reload leaves (such as the buffers it reads each worker's output and control messages with), and the runtime keeping those pages. A smaller heap goal in the master (a memory limit), smaller buffers, or returning memory after a reload would keep it where it started."
+				msg += " Most of it in the first half, then it holds: not a leak per reload. The master collects and returns its free memory, and drops the binary's pages from its page tables, a second after each reload; what stays is the Go runtime's own (goroutine stacks, span and heap metadata grown by the first reloads' garbage, which the runtime keeps), and the binary's pages the master touched since its last trim (its state file, worker reports), which is why RSS at one reading can sit above the next."
 			} else {
 				msg += " It kept growing in the second half: something the master keeps per reload (a worker's record, buffers, goroutines) is not freed."
 			}

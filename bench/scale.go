@@ -48,6 +48,7 @@ type idleConnsRun struct {
 	served   []time.Duration // signal → a new connection answered by the new build
 	readyLog []time.Duration // the master's "worker ready after="
 	exit     []time.Duration // drain order → old worker exited, every connection handed over
+	taken    []time.Duration // the new worker's first → last connection taken over (its log)
 	gone     []time.Duration // signal → old worker gone
 	moved    int             // connections answered by the new build on the same connection after the last reload
 	failures int             // connections that failed after any reload
@@ -209,6 +210,15 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 			return nil, err
 		}
 		r.exit = append(r.exit, exit)
+		line, _, err := s.log.waitFor(from, func(l string) bool {
+			return strings.Contains(l, `msg="took connections over from the previous worker"`)
+		}, 30*time.Second)
+		if err != nil {
+			return nil, fmt.Errorf("gozd with %d idle connections, reload %d: the new worker never said it took them over: %w", conns, i, err)
+		}
+		if d, err := time.ParseDuration(logField(line, "in")); err == nil {
+			r.taken = append(r.taken, d)
+		}
 		if err := s.waitGone(old, 15*time.Second); err != nil {
 			return nil, err
 		}
@@ -572,17 +582,17 @@ func (r *report) scaleTables(p func(string, ...any)) {
 	if n := len(sc.idle); n > 0 {
 		p("### Reload with idle keep-alive connections open")
 		p("")
-		p("gozd with idle keep-alive connections open (one request answered on each), reloaded %s: *signal → new build answers* on a new connection; the master's *worker ready* figure; *drain order → old worker exited*, every connection handed to the new worker by then (the master's `old worker exited ... after=`); *signal → old worker gone*. After each reload one request on every connection, which the new build must answer on the same connection.", plural(scaleReloads, "time"))
+		p("gozd with idle keep-alive connections open (one request answered on each), reloaded %s: *signal → new build answers* on a new connection; the master's *worker ready* figure; *drain order → old worker exited*, every connection handed to the new worker by then (the master's `old worker exited ... after=`); *new worker: first → last taken*, from the first connection the new worker received to the last it serves (its `took connections over ... in=`); *signal → old worker gone*. After each reload one request on every connection, which the new build must answer on the same connection.", plural(scaleReloads, "time"))
 		p("")
-		p("| idle connections | signal → new build answers | worker ready (log) | drain order → old worker exited | signal → old worker gone | answered by the new build after the last reload | failed |")
-		p("|---:|---:|---:|---:|---:|---:|---:|")
+		p("| idle connections | signal → new build answers | worker ready (log) | drain order → old worker exited | new worker: first → last taken | signal → old worker gone | answered by the new build after the last reload | failed |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, x := range sc.idle {
-			p("| %s | %s | %s | %s | %s | %s | %d |", thousands(int64(x.conns)), medRange(x.served), medRange(x.readyLog), medRange(x.exit), medRange(x.gone), thousands(int64(x.moved)), x.failures)
+			p("| %s | %s | %s | %s | %s | %s | %s | %d |", thousands(int64(x.conns)), medRange(x.served), medRange(x.readyLog), medRange(x.exit), medRange(x.taken), medRange(x.gone), thousands(int64(x.moved)), x.failures)
 		}
 		a, b := sc.idle[0], sc.idle[n-1]
 		if n > 1 {
-			p("| growth per connection | %s | %s | %s | %s | | |", signedDur(perUnit(a.served, b.served, a.conns, b.conns)), signedDur(perUnit(a.readyLog, b.readyLog, a.conns, b.conns)),
-				signedDur(perUnit(a.exit, b.exit, a.conns, b.conns)), signedDur(perUnit(a.gone, b.gone, a.conns, b.conns)))
+			p("| growth per connection | %s | %s | %s | %s | %s | | |", signedDur(perUnit(a.served, b.served, a.conns, b.conns)), signedDur(perUnit(a.readyLog, b.readyLog, a.conns, b.conns)),
+				signedDur(perUnit(a.exit, b.exit, a.conns, b.conns)), signedDur(perUnit(a.taken, b.taken, a.conns, b.conns)), signedDur(perUnit(a.gone, b.gone, a.conns, b.conns)))
 		}
 		p("")
 	}
@@ -669,7 +679,7 @@ func (r *report) scaleTargets(p func(string, ...any), yes func(bool) string) []s
 		ok := ex.max < targetHandoff10k && h.failures == 0
 		p("| gozd: 10,000 idle connections handed over, old worker gone < %s after the drain order (max) | %s, %d failed | %s |", ms(targetHandoff10k), ms(ex.max), h.failures, yes(ok))
 		if !ok {
-			gaps = append(gaps, fmt.Sprintf("Handing 10,000 idle connections over took up to %s (median %s): each costs the old worker a wake-up, a descriptor sent over the unix socket and a close, and the new worker several system calls to take it (net.FileConn) and a goroutine; on 2 cores that is CPU-bound.", ms(ex.max), ms(ex.med)))
+			gaps = append(gaps, fmt.Sprintf("Handing 10,000 idle connections over took up to %s (median %s): each costs the old worker a wake-up of the connection's goroutine (net/http gives a connection up only from it), a descriptor sent over the unix socket and a close; the new worker takes it with two system calls and a goroutine, and on 2 cores its work competes with the old worker's for the CPU until the old one exits. See the new worker's own figure in the table.", ms(ex.max), ms(ex.med)))
 		}
 	}
 	var busy *connRateRun
