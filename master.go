@@ -199,7 +199,7 @@ func runMaster(opts *options, cfg *Config, report func(string, error)) int {
 		return fail(err)
 	}
 	if m.prio, err = boostMaster(cfg.StartBoost); err != nil {
-		m.log.Info("workers start at the master's priority: raising it needs root or CAP_SYS_NICE", "start_boost", cfg.StartBoost, "err", err)
+		m.log.Info("workers start at the master's priority: raising it needs CAP_SYS_NICE (which a container may drop even for root)", "start_boost", cfg.StartBoost, "err", err)
 	}
 	if m.pidfile, err = lockPidFile(cfg); err != nil {
 		return fail(err)
@@ -385,7 +385,7 @@ func (m *master) configLoaded(ev event) {
 	}
 	if m.prio != nil && cfg.StartBoost != m.cfg.StartBoost {
 		if err := m.prio.apply(cfg.StartBoost); err != nil {
-			m.log.Info("workers start at the master's priority: raising it needs root or CAP_SYS_NICE", "start_boost", cfg.StartBoost, "err", err)
+			m.log.Info("workers start at the master's priority: raising it needs CAP_SYS_NICE (which a container may drop even for root)", "start_boost", cfg.StartBoost, "err", err)
 		}
 	}
 	held, added, err := m.bind(cfg, nil)
