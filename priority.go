@@ -23,7 +23,7 @@ const maxStartBoost = 39
 // master runs start_boost nice levels above the priority it was started
 // with, a worker inherits that at the fork, and once ready a worker puts
 // every one of its threads back to the master's original priority. Between
-// reloads the master does next to nothing. Raising a priority needs root or
+// reloads the master does next to nothing. Raising a priority needs
 // CAP_SYS_NICE (or RLIMIT_NICE): without, workers start at the master's
 // priority, as they did before.
 
@@ -62,6 +62,11 @@ func (sp *startPriority) apply(boost int) error {
 		return nil
 	}
 	if err := setThreadsNice(want); err != nil {
+		// Threads set before the refusal go back (lowering a
+		// priority needs no privilege): a worker forked from one
+		// would otherwise keep the boost, told of no priority to
+		// return to.
+		setThreadsNice(sp.boosted)
 		return err
 	}
 	sp.boosted = want
