@@ -80,8 +80,13 @@ func BenchmarkHTTPKeepAliveGozd(b *testing.B) {
 // benchHTTPKeepAlive sends GETs on keep-alive connections to addr, one
 // connection per parallel client, and checks every response.
 func benchHTTPKeepAlive(b *testing.B, addr string) {
+	benchKeepAlive(b, addr, []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n"), readBenchResponse)
+}
+
+// benchKeepAlive writes req on a connection to addr per parallel client, as
+// often as the benchmark asks, and reads each answer with read.
+func benchKeepAlive(b *testing.B, addr string, req []byte, read func(*bufio.Reader) error) {
 	b.ReportAllocs()
-	req := []byte("GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
 	b.RunParallel(func(pb *testing.PB) {
 		c, err := net.Dial("tcp", addr)
 		if err != nil {
@@ -95,7 +100,7 @@ func benchHTTPKeepAlive(b *testing.B, addr string) {
 				b.Error(err)
 				return
 			}
-			if err := readBenchResponse(br); err != nil {
+			if err := read(br); err != nil {
 				b.Error(err)
 				return
 			}
@@ -156,27 +161,7 @@ func BenchmarkFCGIKeepAliveGozd(b *testing.B) {
 // benchFCGIKeepAlive sends GETs on kept FastCGI connections to addr, as a
 // web server with fastcgi_keep_conn does, one per parallel client.
 func benchFCGIKeepAlive(b *testing.B, addr string) {
-	b.ReportAllocs()
-	req := fcgiGET(1, "/", true)
-	b.RunParallel(func(pb *testing.PB) {
-		c, err := net.Dial("tcp", addr)
-		if err != nil {
-			b.Error(err)
-			return
-		}
-		defer c.Close()
-		br := bufio.NewReader(c)
-		for pb.Next() {
-			if _, err := c.Write(req); err != nil {
-				b.Error(err)
-				return
-			}
-			if err := readBenchFCGIResponse(br); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	benchKeepAlive(b, addr, fcgiGET(1, "/", true), readBenchFCGIResponse)
 }
 
 // readBenchFCGIResponse reads records up to END_REQUEST, checking that the
