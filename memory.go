@@ -31,10 +31,14 @@ import (
 //     before the first collection. The master collects and returns free
 //     memory to the system once things are quiet.
 //
-// The trim runs off the loop a second after the first worker is ready and
-// after each old worker exits: never on a reload's path.
+// The trim runs off the loop once the master has been quiet for a second:
+// after the first worker is ready, after each old worker exits, and after
+// the last of a burst of workers' reports, state file writes and scrapes
+// (which touch the code for JSON, metrics and files again). While traffic
+// keeps the reports coming it waits, rather than dropping pages that the
+// next report faults back in.
 
-// trimDelay is how long after a reload's end the master trims itself.
+// trimDelay is how long the master has to be quiet before it trims itself.
 const trimDelay = time.Second
 
 // masterGCPercent is the master's GOGC unless the environment sets one: the

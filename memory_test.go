@@ -68,3 +68,27 @@ func TestMasterDropsStartPages(t *testing.T) {
 		t.Fatal("the master died")
 	}
 }
+
+// What the master touches to answer its workers (a metrics scrape, reports,
+// the state file) is dropped again once it has been quiet for a while, not
+// only after a reload: a scrape, however rare, does not leave its pages
+// mapped for good.
+func TestMasterDropsPagesAfterScrape(t *testing.T) {
+	d := startMaster(t, newDaemonDir(t), `
+[web]
+mode    http
+listen  127.0.0.1:0
+metrics /metrics
+`)
+	started := rssFileKB(t, d.pid)
+	waitUntil(t, "the master's file pages dropped after the start", func() bool { return rssFileKB(t, d.pid) < started*3/4 })
+	quiet := rssFileKB(t, d.pid)
+	// The scrape's answer comes from the master: by the time it arrives,
+	// the master has run the code that renders its metrics.
+	scrape(t, "http://"+d.addrs["web"]+"/metrics")
+	busy := rssFileKB(t, d.pid)
+	if busy <= quiet {
+		t.Fatalf("RssFile %d kB after a scrape, %d kB before: the scrape touched none of the master's code", busy, quiet)
+	}
+	waitUntil(t, "the master's file pages dropped after the scrape", func() bool { return rssFileKB(t, d.pid) < quiet+(busy-quiet)/2 })
+}

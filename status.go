@@ -309,6 +309,7 @@ func (m *master) saveStatus() {
 	m.addOpsStatus(st)
 	m.updateMetrics()
 	m.ops.statusSave.last = time.Now()
+	m.trim.soon() // after the writer's marshalling and rename
 	b, err := json.Marshal(st)
 	if err != nil {
 		m.log.Warn("writing the state file failed", "err", err, "path", m.status.path)

@@ -216,9 +216,11 @@ func memoryOnce(env *runEnv, name string) (memSample, error) {
 }
 
 // idleSettle is how long a server is left alone before its idle memory is
-// read, every server alike: gozd's master returns what a start or a reload
-// left behind a second after it ends (memory.go in the gozd package).
-const idleSettle = 1500 * time.Millisecond
+// read, every server alike: gozd's master returns what a start, a reload or
+// the last requests left behind once it has been quiet for a second, and the
+// worker's last report can move its state file's write up to a second later
+// (memory.go and report.go in the gozd package).
+const idleSettle = 3 * time.Second
 
 // runMasterReloads reloads an idle gozd n times, each once the previous
 // one has completed (new worker ready, old worker gone), and reads the
