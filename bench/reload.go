@@ -217,6 +217,9 @@ func runReloads(env *runEnv, name string) (*reloadRun, error) {
 	}
 	ok, fail := rr.total()
 	logf("  %s: %d reloads, %d requests, %d failed; signal→serving %v", name, env.s.reloads, ok+fail, fail, durSpreadOf(rr.served))
+	if len(rr.steps) > 0 {
+		logf("  %s: steps under load, medians: %s", name, stepsLine(rr.steps))
+	}
 	for _, e := range rr.errs {
 		logf("    %s", e)
 	}
@@ -326,6 +329,9 @@ func runExitAfterClose(env *runEnv, name string) (*exitRun, error) {
 		time.Sleep(env.s.spacing)
 	}
 	logf("  %s: last close → exit %v; idle signal → serving %v", name, durSpreadOf(ex.times), durSpreadOf(ex.served))
+	if len(ex.steps) > 0 {
+		logf("  %s: idle steps, medians: %s", name, stepsLine(ex.steps))
+	}
 	return ex, nil
 }
 

@@ -77,3 +77,12 @@ func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (g
 	}
 	return gaps
 }
+
+// stepsLine is the medians of a run's start steps, for the bench's log.
+func stepsLine(xs []stepsServed) string {
+	return fmt.Sprintf("signal → fork %s, exec → main %s, main → ready %s, ready → answer %s",
+		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.fork })),
+		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.main })),
+		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.ready })),
+		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.served - x.total() })))
+}
