@@ -44,6 +44,7 @@ type settings struct {
 	// of one measurement and of its warm-up.
 	pairs             int
 	pairDur, pairWarm time.Duration
+	verbose           bool // log every steady-state measurement
 }
 
 // phases of a run, in order.
@@ -57,9 +58,10 @@ func main() {
 	flag.IntVar(&s.reps, "reps", 5, "repetitions of each memory and services measurement")
 	flag.DurationVar(&s.dur, "d", 2*time.Second, "length of one services measurement")
 	flag.DurationVar(&s.warm, "warm", 300*time.Millisecond, "load before a services measurement starts counting")
-	flag.IntVar(&s.pairs, "pairs", 10, "rounds of the steady state: pairs of measurements of each server and the one it is compared with, per workload")
-	flag.DurationVar(&s.pairDur, "steady-d", time.Second, "length of one steady-state measurement")
-	flag.DurationVar(&s.pairWarm, "steady-warm", 200*time.Millisecond, "load before a steady-state measurement starts counting")
+	flag.BoolVar(&s.verbose, "v", false, "log every steady-state measurement")
+	flag.IntVar(&s.pairs, "pairs", 40, "rounds of the steady state: pairs of measurements of each server and the one it is compared with, per workload")
+	flag.DurationVar(&s.pairDur, "steady-d", 100*time.Millisecond, "length of one steady-state measurement")
+	flag.DurationVar(&s.pairWarm, "steady-warm", 20*time.Millisecond, "load before a steady-state measurement starts counting (the clients' connections stay open between measurements)")
 	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state or services measurement")
 	flag.IntVar(&s.reloads, "reloads", 50, "reloads in a reload run under load")
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")

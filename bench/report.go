@@ -206,14 +206,14 @@ func (r *report) steadyTable(p func(string, ...any)) {
 	iv := medianCI(make([]float64, s.pairs))
 	p("## Steady state")
 	p("")
-	p("%d closed-loop clients, %v counted after %v of warm-up; the phase took %s.", s.clients, s.pairDur, s.pairWarm, st.took.Round(time.Second))
+	p("%d closed-loop clients per server, %v counted after %v of warm-up; the phase took %s.", s.clients, s.pairDur, s.pairWarm, st.took.Round(time.Second))
 	p("")
 	if st.cpus.pinned() {
 		p("- *Pinning*: %s The server's side and the generator's each have CPUs of their own, so neither's work slows the other's; loopback's kernel work is done on the CPU of the process that sends.", st.pinning)
 	} else {
 		p("- *Pinning*: %s.", st.pinning)
 	}
-	p("- *Pairs*: every server is compared with a reference measured right before or right after it. gozd with **%s**: plain net/http given gozd's default `ReadHeaderTimeout` (%v) and `IdleTimeout` (%v), which arm a read deadline on every request as gozd's do; tableflip (whose README server sets no timeouts) and %s with plain as it is (the timeouts' own cost; on the tcp workloads the two plains are the same program). In each of %s every workload runs on every server in the order %s, and in reverse in the next round: each server goes first in one pair and second in the next (A B B A), so a drift of the machine's speed favours neither side.",
+	p("- *Pairs*: every server is compared with a reference measured right before or right after it. gozd with **%s**: plain net/http given gozd's default `ReadHeaderTimeout` (%v) and `IdleTimeout` (%v), which arm a read deadline on every request as gozd's do; tableflip (whose README server sets no timeouts) and %s with plain as it is (the timeouts' own cost; on the tcp workloads the two plains are the same program). Workload by workload, every server keeps its clients, and their connections, through all the rounds; in each of %s it runs on every server in the order %s, and in reverse in the next round: each server goes first in one pair and second in the next (A B B A), so a drift of the machine's speed favours neither side. Short measurements, many times over, rather than a few long ones: the two sides of a pair are a fraction of a second apart, closer than the machine's speed changes.",
 		pt.label, gozd.DefaultReadHeaderTimeout, gozd.DefaultIdleTimeout, pt.label, plural(s.pairs, "round"), lineupOrder())
 	p("- *Ratios* (÷ ref): the median of the per-pair ratios, with a 95%% confidence interval for that median in brackets: %s. Distribution-free (nothing assumed about how the ratios spread), unlike a bootstrap, which with %d values would treat the sample as the population and come out too narrow. Requests/s: the median over the rounds, with the same interval; p50, p99 and CPU/req: the median over the rounds.", iv.method(), s.pairs)
 	p("- *CPU/req*: the CPU time the server's processes used per request (their threads' `/proc/PID/task/TID/schedstat`, in nanoseconds; gozd's master and worker together). *CPU busy*: the share of its CPUs that the server and the load generator (the bench process, `getrusage`) used while counting; the side near 100%% limits the throughput. When that is the generator, requests/s ratios understate a difference between servers and CPU/req tells it.")

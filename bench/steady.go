@@ -89,56 +89,100 @@ type sample struct {
 	dur       time.Duration
 }
 
-// measure runs clients closed-loop clients of w against addr: warm, then
-// dur counted, and reads the CPU time the server's processes (pids) and the
-// bench itself use meanwhile.
-func measure(w workload, addr string, pids []int, clients int, warm, dur time.Duration) sample {
+// pool is one server's closed-loop clients of one workload. It lives for
+// every round of that workload, so that its clients keep their connections
+// between measurements: a measurement is then short, and a server's
+// measurements can alternate with its reference's many times, each pair
+// close enough in time that the machine's speed barely drifts between them.
+type pool struct {
+	w     workload
+	addr  string
+	pids  []int
+	feeds []chan *window
+	done  sync.WaitGroup // the clients, until close
+}
+
+// window is one measurement: every client of a pool runs ops from now
+// until end, counting those that start at or after start.
+type window struct {
+	start, end time.Time
+	lat        [][]time.Duration // by client
+	errs       []int
+	wg         sync.WaitGroup
+}
+
+// newPool starts clients clients of w against addr, idle until measure.
+func newPool(w workload, addr string, pids []int, clients int) *pool {
+	p := &pool{w: w, addr: addr, pids: pids}
+	for range clients {
+		feed := make(chan *window)
+		p.feeds = append(p.feeds, feed)
+		i := len(p.feeds) - 1
+		p.done.Add(1)
+		go func() {
+			defer p.done.Done()
+			st := &clientState{buf: make([]byte, 64)}
+			defer st.close()
+			l := make([]time.Duration, 0, 1<<14)
+			for win := range feed {
+				l = l[:0]
+				for {
+					t0 := time.Now()
+					if !t0.Before(win.end) {
+						break
+					}
+					err := w.op(addr, st)
+					if t0.Before(win.start) {
+						continue
+					}
+					if err != nil {
+						win.errs[i]++
+						continue
+					}
+					l = append(l, time.Since(t0))
+				}
+				win.lat[i] = slices.Clone(l)
+				win.wg.Done()
+			}
+		}()
+	}
+	return p
+}
+
+// close stops the clients and closes their connections.
+func (p *pool) close() {
+	for _, f := range p.feeds {
+		close(f)
+	}
+	p.done.Wait()
+}
+
+// measure runs the pool's clients: warm, then dur counted, and reads the
+// CPU time the server's processes and the bench itself use meanwhile.
+func (p *pool) measure(warm, dur time.Duration) sample {
+	n := len(p.feeds)
 	start := time.Now().Add(warm)
-	end := start.Add(dur)
+	win := &window{start: start, end: start.Add(dur), lat: make([][]time.Duration, n), errs: make([]int, n)}
 	var srv0, srv1, gen0, gen1 time.Duration
 	cpuDone := make(chan struct{})
 	go func() {
 		defer close(cpuDone)
-		time.Sleep(time.Until(start))
-		srv0, gen0 = runTime(pids), selfCPU()
-		time.Sleep(time.Until(end))
-		srv1, gen1 = runTime(pids), selfCPU()
+		time.Sleep(time.Until(win.start))
+		srv0, gen0 = runTime(p.pids), selfCPU()
+		time.Sleep(time.Until(win.end))
+		srv1, gen1 = runTime(p.pids), selfCPU()
 	}()
-	lat := make([][]time.Duration, clients)
-	errs := make([]int, clients)
-	var wg sync.WaitGroup
-	for i := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			st := &clientState{buf: make([]byte, 64)}
-			defer st.close()
-			l := make([]time.Duration, 0, 1<<14)
-			for {
-				t0 := time.Now()
-				if !t0.Before(end) {
-					break
-				}
-				err := w.op(addr, st)
-				if t0.Before(start) {
-					continue
-				}
-				if err != nil {
-					errs[i]++
-					continue
-				}
-				l = append(l, time.Since(t0))
-			}
-			lat[i] = l
-		}()
+	win.wg.Add(n)
+	for _, f := range p.feeds {
+		f <- win
 	}
-	wg.Wait()
+	win.wg.Wait()
 	<-cpuDone
 	var all []time.Duration
 	s := sample{dur: dur, serverCPU: srv1 - srv0, genCPU: gen1 - gen0}
-	for i := range clients {
-		all = append(all, lat[i]...)
-		s.errs += errs[i]
+	for i := range n {
+		all = append(all, win.lat[i]...)
+		s.errs += win.errs[i]
 	}
 	slices.Sort(all)
 	s.ops = len(all)
@@ -288,25 +332,37 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 	for _, w := range workloads {
 		res.samples[w.name] = map[string][]sample{}
 	}
-	for round := range env.s.pairs {
-		for _, w := range workloads {
+	for _, w := range workloads {
+		pools := map[string]*pool{}
+		for _, ss := range steadyLineup {
+			s := running[ss.name]
+			addr := s.tcpAddr
+			if w.http {
+				addr = s.httpAddr
+			}
+			pools[ss.name] = newPool(w, addr, s.pids(), env.s.clients)
+		}
+		for round := range env.s.pairs {
 			for k := range steadyLineup {
 				ss := steadyLineup[k]
 				if round%2 == 1 {
 					ss = steadyLineup[len(steadyLineup)-1-k]
 				}
-				s := running[ss.name]
-				addr := s.tcpAddr
-				if w.http {
-					addr = s.httpAddr
-				}
-				smp := measure(w, addr, s.pids(), env.s.clients, env.s.pairWarm, env.s.pairDur)
+				smp := pools[ss.name].measure(env.s.pairWarm, env.s.pairDur)
 				res.samples[w.name][ss.name] = append(res.samples[w.name][ss.name], smp)
-				logf("  %-17s %-14s round %2d: %8.0f req/s  p50 %-9v p99 %-9v CPU/req %-7v server CPU %3.0f%% generator CPU %3.0f%% errors %d",
-					w.name, ss.name, round+1, smp.rps, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond), smp.cpuPerOp.Round(10*time.Nanosecond),
-					res.busy(smp.serverCPU, smp.dur, res.cpus.server)*100, res.busy(smp.genCPU, smp.dur, res.cpus.generator)*100, smp.errs)
+				if env.s.verbose {
+					logf("  %-17s %-14s round %2d: %8.0f req/s  p50 %-9v p99 %-9v CPU/req %-7v server CPU %3.0f%% generator CPU %3.0f%% errors %d",
+						w.name, ss.name, round+1, smp.rps, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond), smp.cpuPerOp.Round(10*time.Nanosecond),
+						res.busy(smp.serverCPU, smp.dur, res.cpus.server)*100, res.busy(smp.genCPU, smp.dur, res.cpus.generator)*100, smp.errs)
+				}
 			}
 		}
+		for _, p := range pools {
+			p.close()
+		}
+		logf("  %-17s gozd ÷ %s: requests/s %s, CPU/req %s", w.name, lineupServer("gozd").ref,
+			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], rps).format(3),
+			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], cpuPerOp).format(3))
 	}
 	res.took = time.Since(began)
 	logf("  steady state took %v", res.took.Round(time.Second))
