@@ -45,6 +45,7 @@ type settings struct {
 	pairs             int
 	pairDur, pairWarm time.Duration
 	verbose           bool // log every steady-state measurement
+	reloadRounds      int  // rounds of the reloads under load (reload.go)
 }
 
 // phases of a run, in order.
@@ -63,7 +64,8 @@ func main() {
 	flag.DurationVar(&s.pairDur, "steady-d", 100*time.Millisecond, "length of one steady-state measurement")
 	flag.DurationVar(&s.pairWarm, "steady-warm", 20*time.Millisecond, "load before a steady-state measurement starts counting (the clients' connections stay open between measurements)")
 	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state or services measurement")
-	flag.IntVar(&s.reloads, "reloads", 50, "reloads in a reload run under load")
+	flag.IntVar(&s.reloads, "reloads", 50, "reloads of each server under load")
+	flag.IntVar(&s.reloadRounds, "reload-rounds", 5, "rounds the reloads under load are split into, the servers taking turns")
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
 	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
@@ -154,16 +156,16 @@ func run(s *settings) error {
 			return err
 		}
 	}
-	for _, name := range []string{"gozd", "tableflip"} {
-		if !s.runs("reload") {
-			break
-		}
-		step("reloads under load: " + name)
-		rr, err := runReloads(env, name)
+	if s.runs("reload") {
+		runs, err := runReloadRounds(env, step)
 		if err != nil {
 			return err
 		}
-		r.reloads = append(r.reloads, rr)
+		r.reloads = runs
+		if g, t := r.reload("gozd"), r.reload("tableflip"); g != nil && t != nil {
+			logf("  gozd ÷ tableflip, signal → new build answers: median %.2f, p99 %.2f; by round %s",
+				ratioOf(durSpreadOf(g.served).med, durSpreadOf(t.served).med), ratioOf(durSpreadOf(g.served).p99, durSpreadOf(t.served).p99), roundRatios(g, t))
+		}
 	}
 	for _, name := range []string{"gozd", "tableflip"} {
 		if !s.runs("exit") {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os/exec"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -121,6 +122,8 @@ type reloadRun struct {
 	kindOK    []int64
 	kindFail  []int64
 	errs      []string // "N × kind: message", most frequent first
+	errCounts map[string]int
+	rounds    []time.Duration // each round's median signal → new build answers
 }
 
 func (r *reloadRun) total() (ok, fail int64) {
@@ -131,15 +134,106 @@ func (r *reloadRun) total() (ok, fail int64) {
 	return ok, fail
 }
 
+// runReloadRounds reloads each server env.s.reloads times under load, in
+// env.s.reloadRounds rounds: in each, every server is started, loaded and
+// reloaded its share of the times, gozd first in even rounds and tableflip
+// first in odd ones. The machine's speed drifts over a run (here by a
+// quarter between two runs a minute apart); measured round by round, side
+// by side, the drift falls on both servers alike.
+func runReloadRounds(env *runEnv, step func(string)) ([]*reloadRun, error) {
+	names := []string{"gozd", "tableflip"}
+	runs := map[string]*reloadRun{}
+	rounds := max(1, min(env.s.reloadRounds, env.s.reloads))
+	for round := range rounds {
+		n := env.s.reloads / rounds
+		if round < env.s.reloads%rounds {
+			n++
+		}
+		order := slices.Clone(names)
+		if round%2 == 1 {
+			slices.Reverse(order)
+		}
+		for _, name := range order {
+			step(fmt.Sprintf("reloads under load: %s, round %d of %d", name, round+1, rounds))
+			rr, err := runReloads(env, name, n)
+			if err != nil {
+				return nil, err
+			}
+			if runs[name] == nil {
+				runs[name] = &reloadRun{server: name, errCounts: map[string]int{}}
+			}
+			runs[name].add(rr)
+		}
+	}
+	var out []*reloadRun
+	for _, name := range names {
+		rr := runs[name]
+		rr.sortErrs()
+		out = append(out, rr)
+	}
+	return out, nil
+}
+
+// add appends round r's figures to rr: its timeline after rr's, its
+// counts to rr's.
+func (rr *reloadRun) add(r *reloadRun) {
+	for _, m := range r.marks {
+		rr.marks = append(rr.marks, rr.dur+m)
+	}
+	rr.dur += r.dur
+	rr.ok = append(rr.ok, r.ok...)
+	rr.fail = append(rr.fail, r.fail...)
+	rr.reloads += r.reloads
+	rr.served = append(rr.served, r.served...)
+	rr.readyLog = append(rr.readyLog, r.readyLog...)
+	rr.steps = append(rr.steps, r.steps...)
+	rr.failedRel += r.failedRel
+	if rr.kindOK == nil {
+		rr.kindOK, rr.kindFail = make([]int64, len(r.kindOK)), make([]int64, len(r.kindFail))
+	}
+	for k := range r.kindOK {
+		rr.kindOK[k] += r.kindOK[k]
+		rr.kindFail[k] += r.kindFail[k]
+	}
+	for msg, n := range r.errCounts {
+		rr.errCounts[msg] += n
+	}
+	if len(r.served) > 0 {
+		rr.rounds = append(rr.rounds, durSpreadOf(r.served).med)
+	}
+}
+
+// sortErrs lists the errors counted, most frequent first.
+func (rr *reloadRun) sortErrs() {
+	type count struct {
+		msg string
+		n   int
+	}
+	var counts []count
+	for msg, n := range rr.errCounts {
+		counts = append(counts, count{msg, n})
+	}
+	sort.Slice(counts, func(i, j int) bool {
+		if counts[i].n != counts[j].n {
+			return counts[i].n > counts[j].n
+		}
+		return counts[i].msg < counts[j].msg
+	})
+	rr.errs = rr.errs[:0]
+	for _, c := range counts {
+		rr.errs = append(rr.errs, fmt.Sprintf("%d × %s", c.n, c.msg))
+	}
+}
+
 // runReloads starts the named server, loads it, and reloads it into the
-// other build, installed on disk by rename, env.s.reloads times.
-func runReloads(env *runEnv, name string) (*reloadRun, error) {
+// other build, installed on disk by rename, reloads times.
+func runReloads(env *runEnv, name string, reloads int) (*reloadRun, error) {
 	s, err := env.start(name, versions[0])
 	if err != nil {
 		return nil, err
 	}
 	defer s.stop()
-	rr := &reloadRun{server: name, reloads: env.s.reloads}
+	rr := &reloadRun{server: name, reloads: reloads, errCounts: map[string]int{}}
 	g := startLoad(s)
 	stopped := false
 	defer func() {
@@ -149,7 +243,7 @@ func runReloads(env *runEnv, name string) (*reloadRun, error) {
 	}()
 	time.Sleep(500 * time.Millisecond) // a baseline before the first reload
 
-	for i := 1; i <= env.s.reloads; i++ {
+	for i := 1; i <= reloads; i++ {
 		want := versions[i%2]
 		if err := install(env.bins[name][want], s.bin); err != nil {
 			return nil, err
@@ -198,25 +292,12 @@ func runReloads(env *runEnv, name string) (*reloadRun, error) {
 		rr.kindOK = append(rr.kindOK, g.kindOK[k].Load())
 		rr.kindFail = append(rr.kindFail, g.kindFail[k].Load())
 	}
-	type count struct {
-		msg string
-		n   int
-	}
-	var counts []count
 	for msg, n := range g.errs {
-		counts = append(counts, count{msg, n})
+		rr.errCounts[msg] += n
 	}
-	sort.Slice(counts, func(i, j int) bool {
-		if counts[i].n != counts[j].n {
-			return counts[i].n > counts[j].n
-		}
-		return counts[i].msg < counts[j].msg
-	})
-	for _, c := range counts {
-		rr.errs = append(rr.errs, fmt.Sprintf("%d × %s", c.n, c.msg))
-	}
+	rr.sortErrs()
 	ok, fail := rr.total()
-	logf("  %s: %d reloads, %d requests, %d failed; signal→serving %v", name, env.s.reloads, ok+fail, fail, durSpreadOf(rr.served))
+	logf("  %s: %d reloads, %d requests, %d failed; signal→serving %v", name, reloads, ok+fail, fail, durSpreadOf(rr.served))
 	if len(rr.steps) > 0 {
 		logf("  %s: steps under load, medians: %s", name, stepsLine(rr.steps))
 	}
@@ -370,4 +451,22 @@ func checkHello(resp *http.Response, err error) error {
 		return fmt.Errorf("status %d, body %q", resp.StatusCode, body)
 	}
 	return nil
+}
+
+// ratioOf is a ÷ b, 0 when b is.
+func ratioOf(a, b time.Duration) float64 {
+	if b == 0 {
+		return 0
+	}
+	return float64(a) / float64(b)
+}
+
+// roundRatios lists, round by round, gozd's median signal → new build
+// answers over tableflip's in the same round.
+func roundRatios(g, t *reloadRun) string {
+	var parts []string
+	for i := range min(len(g.rounds), len(t.rounds)) {
+		parts = append(parts, fmt.Sprintf("%.2f", ratioOf(g.rounds[i], t.rounds[i])))
+	}
+	return strings.Join(parts, ", ")
 }

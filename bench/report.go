@@ -295,7 +295,7 @@ func (r *report) reloadTable(p func(string, ...any)) {
 	s := r.settings
 	p("## Reloads under load")
 	p("")
-	p("Each server runs under the load above while it is reloaded %d times: before each reload the other build is installed over the binary (written to a temporary file, renamed over it), then SIGHUP. The next reload follows %v after the new build answered and the old process exited. *Signal → new build answers*: from the signal until a separate client, polling GET / on a new connection each time as fast as it can, gets an answer from the new build. *Worker ready (log)*: gozd's master's own figure, `worker ready ... after=`, from starting the worker to its ready message.", s.reloads, s.spacing)
+	p("Each server runs under the load above while it is reloaded %d times, in %s: in each the server is started, loaded and reloaded its share of the times, gozd first in one round and tableflip first in the next, so that the machine's drift over the run falls on both alike. Before each reload the other build is installed over the binary (written to a temporary file, renamed over it), then SIGHUP. The next reload follows %v after the new build answered and the old process exited. *Signal → new build answers*: from the signal until a separate client, polling GET / on a new connection each time as fast as it can, gets an answer from the new build. *Worker ready (log)*: gozd's master's own figure, `worker ready ... after=`, from starting the worker to its ready message.", s.reloads, plural(len(r.reload("gozd").rounds), "round"), s.spacing)
 	p("")
 	p("![requests per second and failed requests during the reload runs](bench/reload.svg)")
 	p("")

@@ -63,7 +63,11 @@ func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (g
 	gs, ts := durSpreadOf(g.served), durSpreadOf(tf.served)
 	gis, tis := durSpreadOf(gi.served), durSpreadOf(ti.served)
 	ratio := float64(gs.med) / float64(ts.med)
-	p("| gozd: signal → new build answers under load, median ≤ %.1f × tableflip's | %s ÷ %s = %.2f | %s |", targetServeRatio, ms(gs.med), ms(ts.med), ratio, yes(ratio <= targetServeRatio))
+	byRound := ""
+	if len(g.rounds) > 1 {
+		byRound = fmt.Sprintf("; round by round %s", roundRatios(g, tf))
+	}
+	p("| gozd: signal → new build answers under load, median ≤ %.1f × tableflip's | %s ÷ %s = %.2f%s | %s |", targetServeRatio, ms(gs.med), ms(ts.med), ratio, byRound, yes(ratio <= targetServeRatio))
 	p("| gozd: the same, p99 ≤ tableflip's | %s vs %s | %s |", ms(gs.p99), ms(ts.p99), yes(gs.p99 <= ts.p99))
 	p("| gozd: the same without load, median ≤ tableflip's | %s vs %s | %s |", ms(gis.med), ms(tis.med), yes(gis.med <= tis.med))
 	if ratio > targetServeRatio || gs.p99 > ts.p99 || gis.med > tis.med {
