@@ -785,7 +785,7 @@ type connMove struct {
 	heir        *handoffSender
 	group       string
 	deadline    time.Time // the read deadline net/http asked for
-	deadlineSet time.Time // when it asked
+	deadlineSet time.Time // when it asked, while resumedIdle is set
 	closed      bool
 
 	// A taken-over connection waits for its first byte as long as an idle
@@ -863,12 +863,21 @@ func (c *httpConn) afterRead(p []byte, n int) {
 func (c *httpConn) SetReadDeadline(t time.Time) error {
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
-	c.mv.deadline, c.mv.deadlineSet = t, time.Now()
+	c.mv.deadline = t
+	var now time.Time
+	if c.mv.resumedIdle > 0 {
+		// Only a taken-over connection needs to know for how long the
+		// deadline was meant (afterRead): net/http sets one several
+		// times per request, and reading the clock each time cost more
+		// than the rest of gozd's part of a keep-alive request.
+		now = time.Now()
+		c.mv.deadlineSet = now
+	}
 	switch {
 	case c.mv.moving.Load():
 		return nil
 	case c.mv.resumedIdle > 0 && !t.IsZero():
-		return c.Conn.SetReadDeadline(time.Now().Add(c.mv.resumedIdle))
+		return c.Conn.SetReadDeadline(now.Add(c.mv.resumedIdle))
 	}
 	return c.Conn.SetReadDeadline(t)
 }
