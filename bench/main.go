@@ -46,6 +46,7 @@ type settings struct {
 	pairDur, pairWarm time.Duration
 	verbose           bool // log every steady-state measurement
 	reloadRounds      int  // rounds of the reloads under load (reload.go)
+	steadyBlocks      int  // times the steady state starts its servers afresh
 }
 
 // phases of a run, in order.
@@ -59,6 +60,7 @@ func main() {
 	flag.IntVar(&s.reps, "reps", 5, "repetitions of each memory and services measurement")
 	flag.DurationVar(&s.dur, "d", 2*time.Second, "length of one services measurement")
 	flag.DurationVar(&s.warm, "warm", 300*time.Millisecond, "load before a services measurement starts counting")
+	flag.IntVar(&s.steadyBlocks, "steady-blocks", 4, "times the steady state starts its servers afresh, its rounds split between them")
 	flag.BoolVar(&s.verbose, "v", false, "log every steady-state measurement")
 	flag.IntVar(&s.pairs, "pairs", 40, "rounds of the steady state: pairs of measurements of each server and the one it is compared with, per workload")
 	flag.DurationVar(&s.pairDur, "steady-d", 100*time.Millisecond, "length of one steady-state measurement")

@@ -285,81 +285,115 @@ type steadyResult struct {
 	samples map[string]map[string][]sample
 	cpus    cpuPlan
 	pinning string // how the processes were pinned, for the report
+	blocks  int    // times the servers were started afresh
 	took    time.Duration
 }
 
 // runSteady starts the servers, pins them and the bench to separate CPUs,
 // and measures every workload on every server in each of env.s.pairs
-// rounds, in lineup order in even rounds and in reverse in odd ones.
+// rounds, in lineup order in even rounds and in reverse in odd ones. The
+// rounds are split into env.s.steadyBlocks blocks, each with the servers
+// started afresh: what differs from one process to the next (where its
+// memory landed, which of its threads run where) then varies within the
+// run, and the interval of the ratios covers it, instead of one process's
+// luck passing for the server's cost.
 func runSteady(env *runEnv) (*steadyResult, error) {
 	began := time.Now()
 	res := &steadyResult{servers: steadyShown, samples: map[string]map[string][]sample{}, cpus: planCPUs()}
 	running := map[string]*server{}
-	defer func() {
-		for _, s := range running {
+	stopAll := func() {
+		for name, s := range running {
 			s.stop()
+			delete(running, name)
 		}
-	}()
-	for _, ss := range steadyLineup {
-		start := func() error {
-			s, err := env.start(ss.bin, versions[0], ss.args...)
-			if err != nil {
-				return err
+	}
+	defer stopAll()
+	// startAll starts every server of the lineup, on the server CPUs, and
+	// returns how many of their threads needed pinning afterwards.
+	startAll := func() (fixed int, err error) {
+		for _, ss := range steadyLineup {
+			start := func() error {
+				s, err := env.start(ss.bin, versions[0], ss.args...)
+				if err != nil {
+					return err
+				}
+				running[ss.name] = s
+				return nil
 			}
-			running[ss.name] = s
-			return nil
+			if res.cpus.pinned() {
+				err = onPinnedThread(cpuSetOf(res.cpus.server), start)
+			} else {
+				err = start()
+			}
+			if err != nil {
+				return 0, fmt.Errorf("starting %s: %w", ss.label, err)
+			}
 		}
-		var err error
 		if res.cpus.pinned() {
-			err = onPinnedThread(cpuSetOf(res.cpus.server), start)
-		} else {
-			err = start()
+			return pinServers(res, running)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("starting %s: %w", ss.label, err)
-		}
+		return 0, nil
 	}
-	if res.cpus.pinned() {
-		restore, err := pinSteady(res, running)
-		if err != nil {
-			return nil, err
-		}
-		defer restore()
-	} else {
-		res.pinning = res.cpus.note
-	}
-	logf("  %s", res.pinning)
 	for _, w := range workloads {
 		res.samples[w.name] = map[string][]sample{}
 	}
+	blocks := max(1, min(env.s.steadyBlocks, env.s.pairs))
+	round := 0
+	for block := range blocks {
+		fixed, err := startAll()
+		if err != nil {
+			return nil, err
+		}
+		if block == 0 {
+			if res.cpus.pinned() {
+				restore, err := pinGenerator(res, fixed)
+				if err != nil {
+					return nil, err
+				}
+				defer restore()
+			} else {
+				res.pinning = res.cpus.note
+			}
+			logf("  %s", res.pinning)
+		}
+		rounds := env.s.pairs / blocks
+		if block < env.s.pairs%blocks {
+			rounds++
+		}
+		for _, w := range workloads {
+			pools := map[string]*pool{}
+			for _, ss := range steadyLineup {
+				s := running[ss.name]
+				addr := s.tcpAddr
+				if w.http {
+					addr = s.httpAddr
+				}
+				pools[ss.name] = newPool(w, addr, s.pids(), env.s.clients)
+			}
+			for r := range rounds {
+				for k := range steadyLineup {
+					ss := steadyLineup[k]
+					if (round+r)%2 == 1 {
+						ss = steadyLineup[len(steadyLineup)-1-k]
+					}
+					smp := pools[ss.name].measure(env.s.pairWarm, env.s.pairDur)
+					res.samples[w.name][ss.name] = append(res.samples[w.name][ss.name], smp)
+					if env.s.verbose {
+						logf("  %-17s %-14s round %2d: %8.0f req/s  p50 %-9v p99 %-9v CPU/req %-7v server CPU %3.0f%% generator CPU %3.0f%% errors %d",
+							w.name, ss.name, round+r+1, smp.rps, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond), smp.cpuPerOp.Round(10*time.Nanosecond),
+							res.busy(smp.serverCPU, smp.dur, res.cpus.server)*100, res.busy(smp.genCPU, smp.dur, res.cpus.generator)*100, smp.errs)
+					}
+				}
+			}
+			for _, p := range pools {
+				p.close()
+			}
+		}
+		round += rounds
+		stopAll()
+	}
+	res.blocks = blocks
 	for _, w := range workloads {
-		pools := map[string]*pool{}
-		for _, ss := range steadyLineup {
-			s := running[ss.name]
-			addr := s.tcpAddr
-			if w.http {
-				addr = s.httpAddr
-			}
-			pools[ss.name] = newPool(w, addr, s.pids(), env.s.clients)
-		}
-		for round := range env.s.pairs {
-			for k := range steadyLineup {
-				ss := steadyLineup[k]
-				if round%2 == 1 {
-					ss = steadyLineup[len(steadyLineup)-1-k]
-				}
-				smp := pools[ss.name].measure(env.s.pairWarm, env.s.pairDur)
-				res.samples[w.name][ss.name] = append(res.samples[w.name][ss.name], smp)
-				if env.s.verbose {
-					logf("  %-17s %-14s round %2d: %8.0f req/s  p50 %-9v p99 %-9v CPU/req %-7v server CPU %3.0f%% generator CPU %3.0f%% errors %d",
-						w.name, ss.name, round+1, smp.rps, smp.p50.Round(time.Microsecond), smp.p99.Round(time.Microsecond), smp.cpuPerOp.Round(10*time.Nanosecond),
-						res.busy(smp.serverCPU, smp.dur, res.cpus.server)*100, res.busy(smp.genCPU, smp.dur, res.cpus.generator)*100, smp.errs)
-				}
-			}
-		}
-		for _, p := range pools {
-			p.close()
-		}
 		logf("  %-17s gozd ÷ %s: requests/s %s, CPU/req %s", w.name, lineupServer("gozd").ref,
 			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], rps).format(3),
 			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], cpuPerOp).format(3))
@@ -382,24 +416,28 @@ func (r *steadyResult) busy(cpu, dur time.Duration, cpus []int) float64 {
 	return float64(cpu) / float64(dur*time.Duration(n))
 }
 
-// pinSteady checks that every thread of every server runs on the server
-// CPUs (pinning any that does not), then pins every thread of the bench to
-// the generator CPUs, with GOMAXPROCS to match. restore undoes the bench's
-// part.
-func pinSteady(res *steadyResult, running map[string]*server) (restore func(), err error) {
-	serverSet, genSet := cpuSetOf(res.cpus.server), cpuSetOf(res.cpus.generator)
-	fixed := 0
+// pinServers checks that every thread of every server runs on the server
+// CPUs, pinning any that does not, and returns how many needed it.
+func pinServers(res *steadyResult, running map[string]*server) (fixed int, err error) {
+	serverSet := cpuSetOf(res.cpus.server)
 	for _, ss := range steadyLineup {
 		for _, pid := range running[ss.name].pids() {
 			n, err := pinThreads(pid, serverSet)
 			if err != nil {
-				return nil, fmt.Errorf("pinning %s: %w", ss.label, err)
+				return fixed, fmt.Errorf("pinning %s: %w", ss.label, err)
 			}
 			fixed += n
 		}
 	}
+	return fixed, nil
+}
+
+// pinGenerator pins every thread of the bench to the generator CPUs, with
+// GOMAXPROCS to match; restore undoes it. fixed is how many server threads
+// pinServers had to pin, for the report.
+func pinGenerator(res *steadyResult, fixed int) (restore func(), err error) {
 	self := os.Getpid()
-	if _, err := pinThreads(self, genSet); err != nil {
+	if _, err := pinThreads(self, cpuSetOf(res.cpus.generator)); err != nil {
 		return nil, fmt.Errorf("pinning the load generator: %w", err)
 	}
 	runtime.GOMAXPROCS(len(res.cpus.generator))
