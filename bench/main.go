@@ -62,7 +62,7 @@ func main() {
 	flag.DurationVar(&s.warm, "warm", 300*time.Millisecond, "load before a services measurement starts counting")
 	flag.IntVar(&s.steadyBlocks, "steady-blocks", 4, "times the steady state starts its servers afresh, its rounds split between them")
 	flag.BoolVar(&s.verbose, "v", false, "log every steady-state measurement")
-	flag.IntVar(&s.pairs, "pairs", 40, "rounds of the steady state: pairs of measurements of each server and the one it is compared with, per workload")
+	flag.IntVar(&s.pairs, "pairs", 60, "rounds of the steady state: pairs of measurements of each server and the one it is compared with, per workload")
 	flag.DurationVar(&s.pairDur, "steady-d", 100*time.Millisecond, "length of one steady-state measurement")
 	flag.DurationVar(&s.pairWarm, "steady-warm", 20*time.Millisecond, "load before a steady-state measurement starts counting (the clients' connections stay open between measurements)")
 	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state or services measurement")
