@@ -155,11 +155,12 @@
 // reloads the master does next to nothing. start_boost 0 turns it off;
 // without the privilege it is off, and the master says so at start.
 //
-// The master keeps little: once it has been quiet for a second (after its
-// start, a reload, a burst of worker reports or a metrics scrape) it returns
-// its free heap to the system and drops its binary's and libraries' pages
-// from its page tables; they stay in the page cache, and what it runs next
-// faults them back. It runs with GOGC 25 unless the environment sets GOGC.
+// The master keeps little: a second after its start and after each reload,
+// and once it has been quiet for a second after a burst of worker reports,
+// state file writes or metrics scrapes, it returns its free heap to the
+// system and drops its binary's and libraries' pages from its page tables;
+// they stay in the page cache, and what it runs next faults them back. It
+// runs with GOGC 25 unless the environment sets GOGC.
 //
 // A kept unix socket keeps its file; a changed chmod or owner is applied to
 // it. A new one is bound in a private directory and renamed into place, so

@@ -31,12 +31,12 @@ import (
 //     before the first collection. The master collects and returns free
 //     memory to the system once things are quiet.
 //
-// The trim runs off the loop once the master has been quiet for a second:
-// after the first worker is ready, after each old worker exits, and after
-// the last of a burst of workers' reports, state file writes and scrapes
-// (which touch the code for JSON, metrics and files again). While traffic
-// keeps the reports coming it waits, rather than dropping pages that the
-// next report faults back in.
+// The trim runs off the loop a second after the first worker is ready and
+// after each old worker exits, whatever else the master does meanwhile; and
+// a second after the last of a burst of workers' reports, state file writes
+// and scrapes (which touch the code for JSON, metrics and files again).
+// While traffic keeps the reports coming, that second trim waits, rather
+// than dropping pages that the next report faults back in.
 
 // trimDelay is how long the master has to be quiet before it trims itself.
 const trimDelay = time.Second
@@ -56,26 +56,65 @@ func setMasterGC() {
 	runtime.MemProfileRate = 0
 }
 
-// memoryTrimmer runs trims, one at a time, the latest request winning.
+// memoryTrimmer runs trims, one at a time, off the loop.
 type memoryTrimmer struct {
-	mu    sync.Mutex
-	timer *time.Timer
-	runMu sync.Mutex // held by a trim under way
+	mu      sync.Mutex
+	timer   *time.Timer
+	due     time.Time // when the pending trim runs; zero when none is
+	by      time.Time // a start or a reload asked for a trim no later than this
+	stopped bool
+	runMu   sync.Mutex // held by a trim under way
 }
 
-// soon schedules a trim trimDelay from now, replacing one not run yet.
-func (t *memoryTrimmer) soon() {
+// soon asks for a trim trimDelay from now: after a start or a reload, whose
+// pages nothing will touch again. Work that follows (afterWork) may not push
+// it back, or steady traffic, whose reports arrive every reportInterval,
+// would put it off for good.
+func (t *memoryTrimmer) soon() { t.arm(true) }
+
+// afterWork asks for a trim once the master has been quiet for trimDelay
+// after work that touched code the master rarely runs (a report, a state
+// file write, a scrape). More work before then pushes it back.
+func (t *memoryTrimmer) afterWork() { t.arm(false) }
+
+func (t *memoryTrimmer) arm(firm bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.timer != nil {
-		t.timer.Stop()
+	if t.stopped {
+		return
 	}
-	t.timer = time.AfterFunc(trimDelay, t.trim)
+	at := time.Now().Add(trimDelay)
+	if firm && (t.by.IsZero() || at.Before(t.by)) {
+		t.by = at
+	}
+	if !t.by.IsZero() && at.After(t.by) {
+		at = t.by
+	}
+	t.due = at
+	if t.timer == nil {
+		t.timer = time.AfterFunc(time.Until(at), t.fire)
+	} else {
+		t.timer.Reset(time.Until(at))
+	}
+}
+
+// fire runs the trim that is due. One that was pushed back after its timer
+// had fired waits for the timer's next run.
+func (t *memoryTrimmer) fire() {
+	t.mu.Lock()
+	if t.stopped || t.due.IsZero() || time.Now().Before(t.due) {
+		t.mu.Unlock()
+		return
+	}
+	t.due, t.by = time.Time{}, time.Time{}
+	t.mu.Unlock()
+	t.trim()
 }
 
 func (t *memoryTrimmer) stop() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.stopped = true
 	if t.timer != nil {
 		t.timer.Stop()
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // rssFileKB reads RssFile from /proc/PID/status.
@@ -91,4 +92,32 @@ metrics /metrics
 		t.Fatalf("RssFile %d kB after a scrape, %d kB before: the scrape touched none of the master's code", busy, quiet)
 	}
 	waitUntil(t, "the master's file pages dropped after the scrape", func() bool { return rssFileKB(t, d.pid) < quiet+(busy-quiet)/2 })
+}
+
+// Steady traffic keeps the worker's reports coming every quarter second, and
+// each report asks for a trim once things are quiet: that must not put off
+// the trim after the start, whose pages nothing touches again.
+func TestMasterDropsStartPagesUnderTraffic(t *testing.T) {
+	d := startMaster(t, newDaemonDir(t), `
+[web]
+mode    http
+listen  127.0.0.1:0
+`)
+	started := rssFileKB(t, d.pid)
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		// A new connection each time: every report has a new count.
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+				freshGet("http://" + d.addrs["web"] + "/")
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	waitUntil(t, "the master's file pages dropped while traffic goes on", func() bool { return rssFileKB(t, d.pid) < started*3/4 })
 }

@@ -171,7 +171,7 @@ func (m *master) answerScrape(w *worker) {
 		return
 	}
 	w.send(controlMsg{kind: msgMetrics, payload: string(text)}.String())
-	m.trim.soon()
+	m.trim.afterWork()
 }
 
 // masterMetricsClient fetches the master's metrics for a worker, one

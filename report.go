@@ -478,7 +478,7 @@ func (m *master) takeReport(ev event) {
 	if m.workers[w.pid] == w {
 		m.saveStatusSoon()
 	}
-	m.trim.soon() // once the reports stop, what they touched
+	m.trim.afterWork() // once the reports stop, what they touched
 }
 
 // saveStatusSoon writes the state file now, or once statusSaveInterval has

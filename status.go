@@ -309,13 +309,13 @@ func (m *master) saveStatus() {
 	m.addOpsStatus(st)
 	m.updateMetrics()
 	m.ops.statusSave.last = time.Now()
-	m.trim.soon() // after the writer's marshalling and rename
 	b, err := json.Marshal(st)
 	if err != nil {
 		m.log.Warn("writing the state file failed", "err", err, "path", m.status.path)
 		return
 	}
 	m.status.save(b)
+	m.trim.afterWork() // a second from now, when the writer is long done
 }
 
 // addOpsStatus adds to st what -s status shows: the master's start and
