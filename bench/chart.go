@@ -32,10 +32,8 @@ func reloadChart(runs []*reloadRun) string {
 	maxFail := int64(1)
 	for _, r := range runs {
 		maxDur = max(maxDur, r.dur)
-		for i, n := range r.ok {
-			if i < len(r.ok)-1 { // the last bucket is partial
-				maxRPS = max(maxRPS, float64(n)*float64(time.Second/bucket))
-			}
+		for _, n := range r.ok {
+			maxRPS = max(maxRPS, float64(n)*float64(time.Second/bucket))
 		}
 		for _, n := range r.fail {
 			maxFail = max(maxFail, n)
@@ -86,7 +84,7 @@ func reloadChart(runs []*reloadRun) string {
 
 		// Throughput line.
 		var pts []string
-		for i := 0; i < len(r.ok)-1; i++ {
+		for i := range r.ok {
 			t := (float64(i) + 0.5) * bucket.Seconds()
 			v := float64(r.ok[i]) * float64(time.Second/bucket)
 			pts = append(pts, fmt.Sprintf("%.1f,%.1f", x(t), float64(plotTop+plotH)-v/yTop*plotH))

@@ -123,7 +123,7 @@ type reloadRun struct {
 	kindFail  []int64
 	errs      []string // "N × kind: message", most frequent first
 	errCounts map[string]int
-	rounds    []time.Duration // each round's median signal → new build answers
+	rounds    []time.Duration // each round's median signal → new build answers, 0 if none answered
 }
 
 func (r *reloadRun) total() (ok, fail int64) {
@@ -174,13 +174,14 @@ func runReloadRounds(env *runEnv, step func(string)) ([]*reloadRun, error) {
 	return out, nil
 }
 
-// add appends round r's figures to rr: its timeline after rr's, its
+// add appends round r's figures to rr: its timeline after rr's buckets, its
 // counts to rr's.
 func (rr *reloadRun) add(r *reloadRun) {
+	off := time.Duration(len(rr.ok)) * bucket
 	for _, m := range r.marks {
-		rr.marks = append(rr.marks, rr.dur+m)
+		rr.marks = append(rr.marks, off+m)
 	}
-	rr.dur += r.dur
+	rr.dur = off + time.Duration(len(r.ok))*bucket
 	rr.ok = append(rr.ok, r.ok...)
 	rr.fail = append(rr.fail, r.fail...)
 	rr.reloads += r.reloads
@@ -198,9 +199,11 @@ func (rr *reloadRun) add(r *reloadRun) {
 	for msg, n := range r.errCounts {
 		rr.errCounts[msg] += n
 	}
+	var med time.Duration // 0: no reload of the round answered
 	if len(r.served) > 0 {
-		rr.rounds = append(rr.rounds, durSpreadOf(r.served).med)
+		med = durSpreadOf(r.served).med
 	}
+	rr.rounds = append(rr.rounds, med)
 }
 
 // sortErrs lists the errors counted, most frequent first.
@@ -283,7 +286,9 @@ func runReloads(env *runEnv, name string, reloads int) (*reloadRun, error) {
 	rr.dur = g.finish()
 	stopped = true
 
-	n := min(int(rr.dur/bucket)+1, maxBuckets)
+	// Whole buckets only: a partial last one would read as a dip in the
+	// chart, and the next round's buckets would not line up with its marks.
+	n := min(int(rr.dur/bucket), maxBuckets)
 	for i := range n {
 		rr.ok = append(rr.ok, g.ok[i].Load())
 		rr.fail = append(rr.fail, g.fail[i].Load())
@@ -466,6 +471,10 @@ func ratioOf(a, b time.Duration) float64 {
 func roundRatios(g, t *reloadRun) string {
 	var parts []string
 	for i := range min(len(g.rounds), len(t.rounds)) {
+		if g.rounds[i] == 0 || t.rounds[i] == 0 {
+			parts = append(parts, "–")
+			continue
+		}
 		parts = append(parts, fmt.Sprintf("%.2f", ratioOf(g.rounds[i], t.rounds[i])))
 	}
 	return strings.Join(parts, ", ")

@@ -90,10 +90,11 @@ type sample struct {
 }
 
 // pool is one server's closed-loop clients of one workload. It lives for
-// every round of that workload, so that its clients keep their connections
-// between measurements: a measurement is then short, and a server's
-// measurements can alternate with its reference's many times, each pair
-// close enough in time that the machine's speed barely drifts between them.
+// the rounds of that workload on one start of the server, so that its
+// clients keep their connections (keep-alive, tcp echo) between
+// measurements: a measurement is then short, and a server's measurements
+// can alternate with its reference's many times, each pair close enough in
+// time that the machine's speed barely drifts between them.
 type pool struct {
 	w     workload
 	addr  string
@@ -338,23 +339,19 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 		res.samples[w.name] = map[string][]sample{}
 	}
 	blocks := max(1, min(env.s.steadyBlocks, env.s.pairs))
-	round := 0
+	round, fixed := 0, 0
 	for block := range blocks {
-		fixed, err := startAll()
+		n, err := startAll()
 		if err != nil {
 			return nil, err
 		}
-		if block == 0 {
-			if res.cpus.pinned() {
-				restore, err := pinGenerator(res, fixed)
-				if err != nil {
-					return nil, err
-				}
-				defer restore()
-			} else {
-				res.pinning = res.cpus.note
+		fixed += n
+		if block == 0 && res.cpus.pinned() {
+			restore, err := pinGenerator(res)
+			if err != nil {
+				return nil, err
 			}
-			logf("  %s", res.pinning)
+			defer restore()
 		}
 		rounds := env.s.pairs / blocks
 		if block < env.s.pairs%blocks {
@@ -393,6 +390,12 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 		stopAll()
 	}
 	res.blocks = blocks
+	res.pinning = res.cpus.note
+	if res.cpus.pinned() {
+		res.pinning = fmt.Sprintf("servers on CPU %s: started from a bench thread whose affinity was set (sched_setaffinity) to it, which every process they start inherits (gozd's master passes it on to its worker); checked thread by thread in /proc/PID/task after each start (%d threads needed pinning afterwards). Load generator on CPU %s: every thread of the bench pinned through /proc/self/task before the first measurement, GOMAXPROCS %d.",
+			cpuList(res.cpus.server), fixed, cpuList(res.cpus.generator), len(res.cpus.generator))
+	}
+	logf("  %s", res.pinning)
 	for _, w := range workloads {
 		logf("  %-17s gozd ÷ %s: requests/s %s, CPU/req %s", w.name, lineupServer("gozd").ref,
 			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], rps).format(3),
@@ -433,16 +436,13 @@ func pinServers(res *steadyResult, running map[string]*server) (fixed int, err e
 }
 
 // pinGenerator pins every thread of the bench to the generator CPUs, with
-// GOMAXPROCS to match; restore undoes it. fixed is how many server threads
-// pinServers had to pin, for the report.
-func pinGenerator(res *steadyResult, fixed int) (restore func(), err error) {
+// GOMAXPROCS to match; restore undoes it.
+func pinGenerator(res *steadyResult) (restore func(), err error) {
 	self := os.Getpid()
 	if _, err := pinThreads(self, cpuSetOf(res.cpus.generator)); err != nil {
 		return nil, fmt.Errorf("pinning the load generator: %w", err)
 	}
 	runtime.GOMAXPROCS(len(res.cpus.generator))
-	res.pinning = fmt.Sprintf("servers on CPU %s: started from a bench thread whose affinity was set (sched_setaffinity) to it, which every process they start inherits (gozd's master passes it on to its worker); checked thread by thread in /proc/PID/task (%d threads needed pinning afterwards). Load generator on CPU %s: every thread of the bench pinned through /proc/self/task before the first measurement, GOMAXPROCS %d.",
-		cpuList(res.cpus.server), fixed, cpuList(res.cpus.generator), len(res.cpus.generator))
 	return func() {
 		if _, err := pinThreads(self, cpuSetOf(res.cpus.all)); err != nil {
 			logf("bench: the load generator stays pinned to CPU %s: %v", cpuList(res.cpus.generator), err)
