@@ -382,8 +382,13 @@ func (s *server) waitGone(pid int, timeout time.Duration) error {
 		time.Sleep(time.Millisecond)
 	}
 	if pid != s.pid() {
+		// Blocking: a Go process's main thread shows as a zombie while
+		// its other threads are still exiting, and until they have,
+		// WNOHANG finds nothing to reap. Left unreaped, the process's
+		// CPU time never reached the bench's own (cutime), and the
+		// report counted it as other processes' load.
 		var ws unix.WaitStatus
-		unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		unix.Wait4(pid, &ws, 0, nil)
 	}
 	return nil
 }
