@@ -34,14 +34,9 @@ func (r *report) stepsTable(p func(string, ...any)) {
 	p("| reloads | signal → fork | exec → main | main → ready | ready → new build answers | signal → new build answers | tableflip: signal → new build answers |")
 	p("|---|---:|---:|---:|---:|---:|---:|")
 	row := func(label string, xs []stepsServed, tf []time.Duration) {
-		rest := medianOf(xs, func(x stepsServed) time.Duration { return x.served - x.total() })
+		m := stepMediansOf(xs)
 		p("| %s | %s | %s | %s | %s | %s | %s |", label,
-			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.fork })),
-			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.main })),
-			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.ready })),
-			ms(rest),
-			ms(medianOf(xs, func(x stepsServed) time.Duration { return x.served })),
-			ms(durSpreadOf(tf).med))
+			ms(m.fork), ms(m.main), ms(m.ready), ms(m.rest), ms(m.served), ms(durSpreadOf(tf).med))
 	}
 	tfIdle, tfLoad := r.exit("tableflip"), r.reload("tableflip")
 	row(fmt.Sprintf("%d without load", len(ex.steps)), ex.steps, tfIdle.served)
@@ -73,7 +68,7 @@ func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (g
 	if ratio > targetServeRatio || gs.p99 > ts.p99 || gis.med > tis.med {
 		cause := "Both start a new Go process of the same kind, and that start is most of either reload"
 		if len(g.steps) > 0 {
-			main := medianOf(g.steps, func(x stepsServed) time.Duration { return x.main })
+			main := stepMediansOf(g.steps).main
 			cause += fmt.Sprintf(": under load gozd's exec → main alone is median %s of its %s (see *Where a gozd reload's time goes*)", ms(main), ms(gs.med))
 		}
 		gaps = append(gaps, fmt.Sprintf("Signal → new build answers: gozd median %s, p99 %s under load against tableflip's %s, %s (%.2f×); without load %s against %s. %s. What gozd adds to that start (the master's part before the fork, its ready message) is small against it; the new worker's start at a raised priority (`start_boost`) is what puts gozd level with or ahead of tableflip under load.",
@@ -82,11 +77,23 @@ func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (g
 	return gaps
 }
 
+// stepMedians are the medians of a run's start steps; rest is what follows
+// the ready until the new build answers.
+type stepMedians struct{ fork, main, ready, rest, served time.Duration }
+
+func stepMediansOf(xs []stepsServed) stepMedians {
+	return stepMedians{
+		fork:   medianOf(xs, func(x stepsServed) time.Duration { return x.fork }),
+		main:   medianOf(xs, func(x stepsServed) time.Duration { return x.main }),
+		ready:  medianOf(xs, func(x stepsServed) time.Duration { return x.ready }),
+		rest:   medianOf(xs, func(x stepsServed) time.Duration { return x.served - x.total() }),
+		served: medianOf(xs, func(x stepsServed) time.Duration { return x.served }),
+	}
+}
+
 // stepsLine is the medians of a run's start steps, for the bench's log.
 func stepsLine(xs []stepsServed) string {
+	m := stepMediansOf(xs)
 	return fmt.Sprintf("signal → fork %s, exec → main %s, main → ready %s, ready → answer %s",
-		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.fork })),
-		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.main })),
-		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.ready })),
-		ms(medianOf(xs, func(x stepsServed) time.Duration { return x.served - x.total() })))
+		ms(m.fork), ms(m.main), ms(m.ready), ms(m.rest))
 }
