@@ -762,6 +762,7 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, connCtx context.Cont
 		gs.resumed = newResumeListener(gs.ln.Addr(), func(c net.Conn) net.Conn {
 			hc := &httpConn{Conn: c}
 			hc.mv.resumedIdle = idle
+			hc.mv.resumed.Store(true)
 			return hc
 		})
 		wg.Go(func() { gs.logAcceptEnd(gs.http.Serve(gs.resumed)) })
@@ -781,16 +782,39 @@ type connMove struct {
 	early  atomic.Bool // net/http's background read took the next request's first byte
 	moving atomic.Bool // handing over: the blocked read is woken, Close passes the socket on
 
+	// resumed: taken over from the previous worker, nothing read yet. A
+	// taken-over connection waits for its first byte as long as an idle
+	// one would (resumedIdle, the group's IdleTimeout), not
+	// ReadHeaderTimeout.
+	resumed atomic.Bool
+
+	// deadline is the read deadline net/http asked for last, in Unix
+	// nanoseconds (0: none), to put back when a move is called off. It is
+	// written without the lock: net/http sets a deadline several times per
+	// request, and SetReadDeadline takes mu only for a moving or
+	// taken-over connection.
+	deadline atomic.Int64
+
 	mu          sync.Mutex
 	heir        *handoffSender
 	group       string
-	deadline    time.Time // the read deadline net/http asked for
-	deadlineSet time.Time // when it asked, while resumedIdle is set
+	deadlineSet time.Time // when net/http set the deadline, while resumed
 	closed      bool
-
-	// A taken-over connection waits for its first byte as long as an idle
-	// one would (the group's IdleTimeout), not ReadHeaderTimeout.
 	resumedIdle time.Duration
+}
+
+func deadlineNanos(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func deadlineOf(ns int64) time.Time {
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
 }
 
 // requestStarted and requestDone follow net/http's StateActive and
@@ -841,42 +865,54 @@ func (c *httpConn) afterRead(p []byte, n int) {
 		// Only net/http's background read asks for one byte.
 		c.mv.early.Store(true)
 	}
-	if n == 0 || (!c.mv.moving.Load() && c.mv.resumedIdle == 0) {
+	if n == 0 || (!c.mv.moving.Load() && !c.mv.resumed.Load()) {
 		return
 	}
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
-	if c.mv.resumedIdle > 0 {
-		c.mv.resumedIdle = 0
-		if !c.mv.deadline.IsZero() {
-			c.Conn.SetReadDeadline(time.Now().Add(c.mv.deadline.Sub(c.mv.deadlineSet)))
+	if c.mv.resumed.Load() {
+		c.mv.resumed.Store(false)
+		if d := c.mv.deadline.Load(); d != 0 {
+			c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d - c.mv.deadlineSet.UnixNano())))
 		}
 	}
 	if c.mv.moving.Load() {
 		c.mv.moving.Store(false)
-		c.Conn.SetReadDeadline(c.mv.deadline)
+		c.Conn.SetReadDeadline(deadlineOf(c.mv.deadline.Load()))
 	}
 }
 
 // SetReadDeadline keeps a moving connection's read woken, and lets a
 // taken-over one wait for its first byte as an idle connection would.
+//
+// net/http sets a read deadline four to six times per keep-alive request,
+// so the common case takes no lock. A move that starts meanwhile (startMove
+// sets moving, then wakes the read) is seen by the second load: whichever
+// order the two deadlines reached the socket in, the wake-up is then set
+// again.
 func (c *httpConn) SetReadDeadline(t time.Time) error {
+	if !c.mv.moving.Load() && !c.mv.resumed.Load() {
+		c.mv.deadline.Store(deadlineNanos(t))
+		err := c.Conn.SetReadDeadline(t)
+		if !c.mv.moving.Load() {
+			return err
+		}
+	}
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
-	c.mv.deadline = t
-	var now time.Time
-	if c.mv.resumedIdle > 0 {
-		// Only a taken-over connection needs to know for how long the
-		// deadline was meant (afterRead): net/http sets one several
-		// times per request, and reading the clock each time cost more
-		// than the rest of gozd's part of a keep-alive request.
-		now = time.Now()
-		c.mv.deadlineSet = now
-	}
+	c.mv.deadline.Store(deadlineNanos(t))
 	switch {
 	case c.mv.moving.Load():
-		return nil
-	case c.mv.resumedIdle > 0 && !t.IsZero():
+		return c.Conn.SetReadDeadline(aLongTimeAgo)
+	case c.mv.resumed.Load():
+		if t.IsZero() {
+			return c.Conn.SetReadDeadline(t)
+		}
+		// Only a taken-over connection needs to know for how long the
+		// deadline was meant (afterRead): reading the clock at every
+		// call cost more than the rest of gozd's part of a request.
+		now := time.Now()
+		c.mv.deadlineSet = now
 		return c.Conn.SetReadDeadline(now.Add(c.mv.resumedIdle))
 	}
 	return c.Conn.SetReadDeadline(t)

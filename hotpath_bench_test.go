@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 )
 
 var benchBody = []byte("hello from the benchmark\n")
@@ -207,5 +208,35 @@ func BenchmarkConnTrackerStats(b *testing.B) {
 		if g := t.stats("bench"); g.Active != 10000 {
 			b.Fatalf("stats: %+v", g)
 		}
+	}
+}
+
+// BenchmarkSetReadDeadline is the cost of one read deadline, which net/http
+// sets four to six times per keep-alive request: on the connection itself,
+// and through gozd's wrapper of it.
+func BenchmarkSetReadDeadline(b *testing.B) {
+	ln := benchListen(b)
+	go func() {
+		if c, err := ln.Accept(); err == nil {
+			b.Cleanup(func() { c.Close() })
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	for _, bc := range []struct {
+		name string
+		conn net.Conn
+	}{{"plain", c}, {"gozd", &httpConn{Conn: c}}} {
+		b.Run(bc.name, func(b *testing.B) {
+			t := time.Now().Add(time.Hour)
+			for b.Loop() {
+				if err := bc.conn.SetReadDeadline(t); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
