@@ -43,6 +43,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/http"
 	"net/http/fcgi"
 	"os"
 	"sync"
@@ -758,13 +759,8 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, connCtx context.Cont
 	}
 	switch gs.cfg.Mode {
 	case ModeHTTP:
-		idle := gs.http.IdleTimeout
-		gs.resumed = newResumeListener(gs.ln.Addr(), func(c net.Conn) net.Conn {
-			hc := &httpConn{Conn: c}
-			hc.mv.resumedIdle = idle
-			hc.mv.resumed.Store(true)
-			return hc
-		})
+		srv := gs.http
+		gs.resumed = newResumeListener(gs.ln.Addr(), func(c net.Conn) net.Conn { return resumedHTTPConn(c, srv) })
 		wg.Go(func() { gs.logAcceptEnd(gs.http.Serve(gs.resumed)) })
 	case ModeTCP:
 		gs.serveResumedTCP(handler.(func(Conn)), connCtx)
@@ -776,20 +772,36 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, connCtx context.Cont
 	}
 }
 
+// resumedHTTPConn wraps a connection taken over for srv. Until its first
+// byte it waits as long as srv lets an idle connection wait (net/http's
+// rule: IdleTimeout, else ReadTimeout), not ReadHeaderTimeout; with neither
+// set it is read as a new connection is.
+func resumedHTTPConn(c net.Conn, srv *http.Server) *httpConn {
+	hc := &httpConn{Conn: c}
+	idle := srv.IdleTimeout
+	if idle == 0 {
+		idle = srv.ReadTimeout
+	}
+	if idle > 0 {
+		hc.mv.resumedIdle = idle
+		hc.mv.resumed.Store(true)
+	}
+	return hc
+}
+
 // connMove is an HTTP/1.x connection's part in a handoff.
 type connMove struct {
 	busy   atomic.Bool // a request is being read or answered (StateActive)
 	early  atomic.Bool // net/http's background read took the next request's first byte
 	moving atomic.Bool // handing over: the blocked read is woken, Close passes the socket on
 
-	// resumed: taken over from the previous worker, nothing read yet. A
-	// taken-over connection waits for its first byte as long as an idle
-	// one would (resumedIdle, the group's IdleTimeout), not
-	// ReadHeaderTimeout.
+	// resumed: taken over from the previous worker, nothing read yet; it
+	// waits for its first byte resumedIdle (resumedHTTPConn).
 	resumed atomic.Bool
 
 	// deadline is the read deadline net/http asked for last, in Unix
-	// nanoseconds (0: none), to put back when a move is called off. It is
+	// nanoseconds (0: none): put back when a move is called off, and
+	// carried over to a taken-over connection's first request. It is
 	// written without the lock: net/http sets a deadline several times per
 	// request, and SetReadDeadline takes mu only for a moving or
 	// taken-over connection.
@@ -903,7 +915,10 @@ func (c *httpConn) SetReadDeadline(t time.Time) error {
 	c.mv.deadline.Store(deadlineNanos(t))
 	switch {
 	case c.mv.moving.Load():
-		return c.Conn.SetReadDeadline(aLongTimeAgo)
+		// The socket may be the next worker's already: what becomes of
+		// it is not net/http's concern.
+		c.Conn.SetReadDeadline(aLongTimeAgo)
+		return nil
 	case c.mv.resumed.Load():
 		if t.IsZero() {
 			return c.Conn.SetReadDeadline(t)

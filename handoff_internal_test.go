@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"testing"
 	"time"
@@ -350,5 +351,66 @@ func TestTakenConnClosed(t *testing.T) {
 	var oe *net.OpError
 	if _, err := c.Write([]byte("x")); !errors.As(err, &oe) || !errors.Is(err, net.ErrClosed) {
 		t.Errorf("write after Close: %#v, want a *net.OpError with net.ErrClosed", err)
+	}
+}
+
+// resumingListener wraps what it accepts as serveResumed wraps a taken-over
+// connection of srv.
+type resumingListener struct {
+	net.Listener
+	srv *http.Server
+}
+
+func (l resumingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return resumedHTTPConn(c, l.srv), nil
+}
+
+// TestResumedHTTPConnWaitsAsIdle: a taken-over connection whose first
+// request comes a while after the takeover is served, whichever of
+// net/http's timeouts the program's server sets: a server with ReadTimeout
+// and no IdleTimeout lets an idle connection wait ReadTimeout.
+func TestResumedHTTPConnWaitsAsIdle(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		srv  *http.Server
+	}{
+		{"gozd's defaults", &http.Server{ReadHeaderTimeout: 200 * time.Millisecond, IdleTimeout: time.Minute}},
+		{"ReadTimeout only", &http.Server{ReadTimeout: time.Minute}},
+		{"no timeouts", &http.Server{}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := tc.srv
+			srv.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") })
+			go srv.Serve(resumingListener{ln, srv})
+			defer srv.Close()
+			c, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			// Longer than the ReadHeaderTimeout above, which must
+			// not apply before the first byte.
+			time.Sleep(400 * time.Millisecond)
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); err != nil {
+				t.Fatal(err)
+			}
+			c.SetReadDeadline(time.Now().Add(time.Minute))
+			resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+			if err != nil {
+				t.Fatalf("the first request on a taken-over connection: %v", err)
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				t.Fatalf("status %s", resp.Status)
+			}
+		})
 	}
 }
