@@ -210,6 +210,12 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 			return nil, err
 		}
 		r.exit = append(r.exit, exit)
+		// Before the new worker's line, which comes once it has taken
+		// every connection, often long after the old one is gone.
+		if err := s.waitGone(old, 15*time.Second); err != nil {
+			return nil, err
+		}
+		r.gone = append(r.gone, time.Since(t0))
 		line, _, err := s.log.waitFor(from, func(l string) bool {
 			return strings.Contains(l, `msg="took connections over from the previous worker"`)
 		}, 30*time.Second)
@@ -219,10 +225,6 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 		if d, err := time.ParseDuration(logField(line, "in")); err == nil {
 			r.taken = append(r.taken, d)
 		}
-		if err := s.waitGone(old, 15*time.Second); err != nil {
-			return nil, err
-		}
-		r.gone = append(r.gone, time.Since(t0))
 
 		var moved, failed atomic.Int64
 		parallel(conns, func(i int) error {
