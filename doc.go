@@ -174,7 +174,9 @@
 // request read, and a FastCGI connection at a record boundary with no
 // request open, are passed as descriptors (SCM_RIGHTS, in batches) to the
 // new worker, which serves their next request as if it had just accepted
-// them, with its own timeouts; bytes the kernel holds unread move with them.
+// them, with its own timeouts (until the request's first byte, the wait
+// between requests: IdleTimeout, else ReadTimeout); bytes the kernel holds
+// unread move with them.
 // A connection busy at the drain moves when its response is done, without
 // Connection: close; one whose next request is half read stays until that
 // request is answered, then moves. The client sees the same connection
