@@ -213,8 +213,8 @@ func (r *report) steadyTable(p func(string, ...any)) {
 	} else {
 		p("- *Pinning*: %s.", st.pinning)
 	}
-	p("- *Pairs*: every server is compared with a reference measured right before or right after it. gozd with **%s**: plain net/http given gozd's default `ReadHeaderTimeout` (%v) and `IdleTimeout` (%v), which arm a read deadline on every request as gozd's do; tableflip (whose README server sets no timeouts) and %s with plain as it is (the timeouts' own cost; on the tcp workloads the two plains are the same program). Workload by workload, every server keeps its clients, and their connections (keep-alive, tcp echo), through the rounds of each of its starts; in each of %s it runs on every server in the order %s, and in reverse in the next round: each server goes first in one pair and second in the next (A B B A), so a drift of the machine's speed favours neither side. Short measurements, many times over, rather than a few long ones: the two sides of a pair are a fraction of a second apart, closer than the machine's speed changes. %s",
-		pt.label, gozd.DefaultReadHeaderTimeout, gozd.DefaultIdleTimeout, pt.label, plural(s.pairs, "round"), lineupOrder(), blocksText(st.blocks))
+	p("- *Pairs*: every server is compared with a reference measured right before or right after it. gozd with **%s**: plain net/http given gozd's default `ReadHeaderTimeout` (%v) and `IdleTimeout` (%v), which arm a read deadline on every request as gozd's do; tableflip (whose README server sets no timeouts) and %s with plain as it is (the timeouts' own cost); a second process of %s, with the same arguments, with the first (the method's noise floor). Workload by workload, every server keeps its clients, and their connections (keep-alive, tcp echo), through the rounds of each of its starts; in each of %s it runs on every server in the order %s, and in reverse in the next round: each server goes first in one pair and second in the next (A B B A), so a drift of the machine's speed favours neither side. Short measurements, many times over, rather than a few long ones: the two sides of a pair are a fraction of a second apart, closer than the machine's speed changes. %s",
+		pt.label, gozd.DefaultReadHeaderTimeout, gozd.DefaultIdleTimeout, pt.label, pt.label, plural(s.pairs, "round"), lineupOrder(), blocksText(st.blocks))
 	p("- *Ratios* (÷ ref): the median of the per-pair ratios, with a 95%% confidence interval for that median in brackets: %s. Distribution-free (nothing assumed about how the ratios spread), unlike a bootstrap, which with %d values would treat the sample as the population and come out too narrow. Requests/s: the median over the rounds, with the same interval; p50, p99 and CPU/req: the median over the rounds.", iv.method(), s.pairs)
 	p("- *CPU/req*: the CPU time the server's processes used per request (their threads' `/proc/PID/task/TID/schedstat`, in nanoseconds; gozd's master and worker together). *CPU busy*: the share of its CPUs that the server and the load generator (the bench process, `getrusage`) used while counting; the side near 100%% limits the throughput. When that is the generator, requests/s ratios understate a difference between servers and CPU/req tells it.")
 	p("")
@@ -250,11 +250,9 @@ func (r *report) steadyTable(p func(string, ...any)) {
 	p("")
 	var same []string
 	for _, w := range workloads {
-		if !w.http {
-			same = append(same, fmt.Sprintf("%s %s", w.name, r.vsRef(w, "plain-timeouts", rps).format(3)))
-		}
+		same = append(same, fmt.Sprintf("%s %s and %s", w.name, r.vsRef(w, "plain-timeouts-again", rps).format(3), r.vsRef(w, "plain-timeouts-again", cpuPerOp).format(3)))
 	}
-	p("Two equal servers: on the tcp workloads %s is the same program as plain, so their requests/s ratio shows how close to 1 the method puts servers that do not differ: %s.", pt.label, strings.Join(same, "; "))
+	p("Two equal servers: *%s* is a second process of the same program as *%s*, with the same arguments, measured next to it as gozd is on its other side. Their ratios (requests/s and CPU/req) show how close to 1 the method puts servers that do not differ: %s.", lineupServer("plain-timeouts-again").label, pt.label, strings.Join(same, "; "))
 	p("")
 	if srv, gen := st.medianBusy(); st.cpus.pinned() && max(srv, gen) < 0.8 {
 		p("Neither side used all of its CPUs (median: server %.0f%%, load generator %.0f%%): other processes on the machine took the rest, and the intervals are wider than on an idle machine.", srv*100, gen*100)

@@ -253,18 +253,23 @@ type steadyServer struct {
 // not; it is compared with plain net/http given the same timeouts.
 // tableflip's README server sets none and is compared with plain as it is.
 // Plain with the timeouts is compared with plain: what the timeouts
-// themselves cost. On the tcp workloads the two plains are the same
-// program: that pair shows how far the method tells two equal servers apart.
+// themselves cost. A second process of plain with the timeouts, measured
+// next to the first as gozd is on its other side, is the method's noise
+// floor: how far it tells apart two servers that do not differ, on every
+// workload.
 var steadyLineup = []steadyServer{
 	{name: "tableflip", bin: "tableflip", ref: "plain", label: "tableflip"},
 	{name: "plain", bin: "plain", label: "plain"},
-	{name: "plain-timeouts", bin: "plain", ref: "plain", label: "plain (gozd's timeouts)",
-		args: []string{"-read-header-timeout", gozd.DefaultReadHeaderTimeout.String(), "-idle-timeout", gozd.DefaultIdleTimeout.String()}},
+	{name: "plain-timeouts-again", bin: "plain", ref: "plain-timeouts", label: "plain (gozd's timeouts), again", args: plainTimeouts},
+	{name: "plain-timeouts", bin: "plain", ref: "plain", label: "plain (gozd's timeouts)", args: plainTimeouts},
 	{name: "gozd", bin: "gozd", ref: "plain-timeouts", label: "gozd"},
 }
 
+// plainTimeouts gives plain gozd's default timeouts.
+var plainTimeouts = []string{"-read-header-timeout", gozd.DefaultReadHeaderTimeout.String(), "-idle-timeout", gozd.DefaultIdleTimeout.String()}
+
 // steadyShown is the order of the servers in the report.
-var steadyShown = []string{"plain", "plain-timeouts", "gozd", "tableflip"}
+var steadyShown = []string{"plain", "plain-timeouts", "plain-timeouts-again", "gozd", "tableflip"}
 
 func lineupServer(name string) steadyServer {
 	for _, s := range steadyLineup {
