@@ -216,16 +216,17 @@ func BenchmarkConnTrackerStats(b *testing.B) {
 // and through gozd's wrapper of it.
 func BenchmarkSetReadDeadline(b *testing.B) {
 	ln := benchListen(b)
-	go func() {
-		if c, err := ln.Accept(); err == nil {
-			b.Cleanup(func() { c.Close() })
-		}
-	}()
 	c, err := net.Dial("tcp", ln.Addr().String())
 	if err != nil {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { c.Close() })
+	// Already in the backlog: Accept returns at once.
+	peer, err := ln.Accept()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { peer.Close() })
 	for _, bc := range []struct {
 		name string
 		conn net.Conn
