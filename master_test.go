@@ -487,9 +487,11 @@ func TestMasterKilled(t *testing.T) {
 	})
 	sock := filepath.Join(dir, "app.sock")
 
-	// A request in flight: the worker has accepted it (one more
-	// descriptor) and sleeps before answering.
-	fds := fdCount(w)
+	// A request in flight: the worker has accepted it (a socket it did not
+	// have) and sleeps before answering. Not a count of descriptors: one
+	// the worker closed meanwhile would hide the accept (a CI run under
+	// -race waited out its minute so).
+	before := sockets(w)
 	type answer struct {
 		pid int
 		err error
@@ -499,7 +501,14 @@ func TestMasterKilled(t *testing.T) {
 		pid, err := servedBy(web, "/sleep?d=2s")
 		answered <- answer{pid, err}
 	}()
-	waitUntil(t, "the worker to accept the request", func() bool { return fdCount(w) > fds })
+	waitUntil(t, "the worker to accept the request", func() bool {
+		for s := range sockets(w) {
+			if !before[s] {
+				return true
+			}
+		}
+		return false
+	})
 
 	if err := syscall.Kill(d.pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)

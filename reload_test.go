@@ -198,6 +198,21 @@ func fdCount(pid int) int {
 	return len(ents)
 }
 
+// sockets returns the sockets pid holds, by what /proc/PID/fd links to
+// ("socket:[inode]"). A new connection shows as a socket not there before,
+// whatever else the process opens or closes meanwhile.
+func sockets(pid int) map[string]bool {
+	ents, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	socks := make(map[string]bool)
+	for _, e := range ents {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, e.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:") {
+			socks[link] = true
+		}
+	}
+	return socks
+}
+
 // Clients. Each returns the version that answered, or an error for anything
 // a client would count as a failure.
 
