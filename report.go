@@ -6,6 +6,7 @@ import (
 	"net"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -495,16 +496,40 @@ func (m *master) saveStatusSoon() {
 	m.saveStatus()
 }
 
-// startReports makes a worker whose master asks for reports send its build
-// (before "ready", so that the master has it when it promotes the worker)
-// and, from then on, its connections. send writes one message to the
-// master.
+// readyMessages returns what a worker writes to its master once it serves,
+// in one write: its build, if the master asks for reports (before "ready",
+// so that the master has it when it promotes the worker), its timeline, if
+// asked, and "ready". The build is encoded from now on, in a goroutine of its
+// own, while the program registers its handlers: the JSON encoder's first
+// run is a millisecond or more of a new process, that a reload would
+// otherwise wait for.
+func readyMessages(h *handover) func() string {
+	var build func() (controlMsg, bool)
+	if h.Reports {
+		build = sync.OnceValues(buildMsg)
+		go build()
+	}
+	return func() string {
+		var b strings.Builder
+		if build != nil {
+			if msg, ok := build(); ok {
+				b.WriteString(msg.String() + "\n")
+			}
+		}
+		if h.Timeline {
+			b.WriteString(timelineMsg().String() + "\n")
+		}
+		b.WriteString(msgReady + "\n")
+		return b.String()
+	}
+}
+
+// startReports makes a worker whose master asks for reports send its
+// connections whenever they change, from now on, and answer scrapes with
+// the master's metrics. send writes one message to the master.
 func startReports(h *handover, d *Daemon, send func(controlMsg), done <-chan struct{}) {
 	if !h.Reports {
 		return
-	}
-	if msg, ok := buildMsg(); ok {
-		send(msg)
 	}
 	d.ops.metrics.master.Store(newMasterMetricsClient(send))
 	go reportToMaster(d, send, done)

@@ -59,6 +59,7 @@ type Daemon struct {
 	handoff   daemonHandoff      // connections from the previous worker, to the next (handoff.go)
 	failed    chan error         // a server value stopped serving on its own (servers.go)
 	ops       daemonOps          // lame duck, for health checks (health.go)
+	onReady   func()             // a worker's: tells its master, once serving
 }
 
 type daemonState int
@@ -255,6 +256,9 @@ func (d *Daemon) Serve(ctx context.Context) error {
 		return err
 	}
 	close(d.ready)
+	if d.onReady != nil {
+		d.onReady()
+	}
 	for _, gs := range groups {
 		d.log.Debug("serving", "group", gs.cfg.Name, "mode", gs.cfg.Mode, "addr", gs.ln.Addr().String())
 	}

@@ -3,6 +3,7 @@ package gozd
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"time"
 )
 
@@ -27,10 +28,9 @@ var daemonizeBegan time.Time
 
 // timelineMsg is the worker's msgTimeline.
 func timelineMsg() controlMsg {
-	b, _ := json.Marshal(struct {
-		Main int64 `json:"main"`
-	}{daemonizeBegan.UnixNano()})
-	return controlMsg{kind: msgTimeline, payload: string(b)}
+	// Not encoding/json: its encoder would run here for the first time in
+	// this process, on a reload's path.
+	return controlMsg{kind: msgTimeline, payload: `{"main":` + strconv.FormatInt(daemonizeBegan.UnixNano(), 10) + "}"}
 }
 
 // takeTimeline records a worker's msgTimeline.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -20,6 +21,7 @@ import (
 // caught since Daemonize began. The returned channel is closed once serving
 // is over.
 func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, error) {
+	ready := readyMessages(h) // under way from now on
 	log, _ := newConfiguredLogger(os.Stderr, h.Verbose, "worker", h.Generation, h.Config)
 	ctlFile := os.NewFile(workerControlFD, "gozd-control")
 	ctl, err := net.FileConn(ctlFile)
@@ -51,6 +53,21 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 
 	ctx, drain := context.WithCancel(context.Background())
 	done := make(chan struct{})
+	// Ready is told in Serve's goroutine, as it starts serving: handing it
+	// to another goroutine cost a wake-up on a reload's path.
+	d.onReady = func() {
+		send := func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }
+		startReports(h, d, send, done)
+		io.WriteString(ctl, ready())
+		log.Debug("ready")
+		// Started: back to the master's priority, once the master has
+		// the message that ends a reload.
+		if h.Nice != nil {
+			if err := setThreadsNice(*h.Nice); err != nil {
+				log.Warn("putting the worker's threads back to the master's priority failed", "nice", *h.Nice, "err", err)
+			}
+		}
+	}
 	go func() {
 		defer close(done)
 		if err := d.Serve(ctx); err != nil && !errors.Is(err, ErrClosed) {
@@ -68,28 +85,11 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		// handler: the master quotes it if it has to kill this worker.
 		late := time.NewTimer(h.Config.readyTimeout() / 2)
 		defer late.Stop()
-		for {
-			select {
-			case <-d.Ready():
-				startReports(h, d, func(msg controlMsg) { fmt.Fprintf(ctl, "%s\n", msg) }, done)
-				if h.Timeline {
-					fmt.Fprintf(ctl, "%s\n", timelineMsg())
-				}
-				fmt.Fprintf(ctl, "%s\n", msgReady)
-				log.Debug("ready")
-				// Started: back to the master's priority, once
-				// the master has the message that ends a reload.
-				if h.Nice != nil {
-					if err := setThreadsNice(*h.Nice); err != nil {
-						log.Warn("putting the worker's threads back to the master's priority failed", "nice", *h.Nice, "err", err)
-					}
-				}
-				return
-			case <-d.Draining():
-				return
-			case <-late.C:
-				log.Warn("not ready: no handler registered for some groups", "groups", strings.Join(d.missingHandlers(), ", "))
-			}
+		select {
+		case <-d.Ready():
+		case <-d.Draining():
+		case <-late.C:
+			log.Warn("not ready: no handler registered for some groups", "groups", strings.Join(d.missingHandlers(), ", "))
 		}
 	}()
 	go func() {
