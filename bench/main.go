@@ -67,7 +67,7 @@ func main() {
 	flag.DurationVar(&s.pairWarm, "steady-warm", 20*time.Millisecond, "load before a steady-state measurement starts counting (the clients' connections stay open between the measurements of a server start)")
 	flag.IntVar(&s.clients, "c", 32, "concurrent clients of a steady-state or services measurement")
 	flag.IntVar(&s.reloads, "reloads", 50, "reloads of each server under load")
-	flag.IntVar(&s.reloadRounds, "reload-rounds", 6, "rounds the reloads under load are split into, the servers taking turns to go first")
+	flag.IntVar(&s.reloadRounds, "reload-rounds", 10, "rounds the reloads under load are split into, the servers taking turns to go first")
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
 	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
@@ -165,8 +165,9 @@ func run(s *settings) error {
 		}
 		r.reloads = runs
 		if g, t := r.reload("gozd"), r.reload("tableflip"); len(g.served) > 0 && len(t.served) > 0 {
-			logf("  gozd ÷ tableflip, signal → new build answers: median %.2f, p99 %.2f; by round %s",
-				ratioOf(durSpreadOf(g.served).med, durSpreadOf(t.served).med), ratioOf(durSpreadOf(g.served).p99, durSpreadOf(t.served).p99), roundRatios(g, t))
+			byRound, ratios := roundRatios(g, t)
+			logf("  gozd ÷ tableflip, signal → new build answers: median %.2f, p99 %.2f; by round %s, median [95%% CI] %s",
+				ratioOf(durSpreadOf(g.served).med, durSpreadOf(t.served).med), ratioOf(durSpreadOf(g.served).p99, durSpreadOf(t.served).p99), byRound, medianCI(ratios).format(2))
 		}
 	}
 	for _, name := range []string{"gozd", "tableflip"} {

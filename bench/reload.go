@@ -467,15 +467,19 @@ func ratioOf(a, b time.Duration) float64 {
 }
 
 // roundRatios lists, round by round, gozd's median signal → new build
-// answers over tableflip's in the same round.
-func roundRatios(g, t *reloadRun) string {
+// answers over tableflip's in the same round, and returns the ratios of the
+// rounds where both answered.
+func roundRatios(g, t *reloadRun) (string, []float64) {
 	var parts []string
+	var ratios []float64
 	for i := range min(len(g.rounds), len(t.rounds)) {
 		if g.rounds[i] == 0 || t.rounds[i] == 0 {
 			parts = append(parts, "–")
 			continue
 		}
-		parts = append(parts, fmt.Sprintf("%.2f", ratioOf(g.rounds[i], t.rounds[i])))
+		r := ratioOf(g.rounds[i], t.rounds[i])
+		ratios = append(ratios, r)
+		parts = append(parts, fmt.Sprintf("%.2f", r))
 	}
-	return strings.Join(parts, ", ")
+	return strings.Join(parts, ", "), ratios
 }

@@ -54,7 +54,7 @@ func TestReloadRoundsMerge(t *testing.T) {
 	tf := &reloadRun{server: "tableflip", errCounts: map[string]int{}}
 	tf.add(round(time.Second, ds(1), nil, nil))
 	tf.add(round(time.Second, ds(1), ds(20), nil))
-	if got := roundRatios(g, tf); got != "–, 1.50" {
-		t.Errorf("round ratios %q, want \"–, 1.50\"", got)
+	if got, ratios := roundRatios(g, tf); got != "–, 1.50" || !reflect.DeepEqual(ratios, []float64{1.5}) {
+		t.Errorf("round ratios %q, %v; want \"–, 1.50\" and [1.5]", got, ratios)
 	}
 }

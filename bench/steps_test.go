@@ -46,3 +46,27 @@ func TestStepsReport(t *testing.T) {
 		t.Errorf("gaps %q", gaps)
 	}
 }
+
+// With rounds, the verdict on the ratio says whether the rounds' interval
+// shows it beyond the run's noise.
+func TestReloadTargetRounds(t *testing.T) {
+	for _, c := range []struct {
+		gozdRounds []float64
+		want       string
+	}{
+		{[]float64{10, 12, 14, 16, 18, 20}, "median 0.75 [0.50–1.00] (95% CI, the 1st and 6th of the 6 sorted values, which bracket the median with probability 96.9%) | yes, within noise: the interval straddles 0.80 |"},
+		{[]float64{10, 11, 12, 13, 14, 15}, "median 0.62 [0.50–0.75] (95% CI, the 1st and 6th of the 6 sorted values, which bracket the median with probability 96.9%) | yes, shown: the whole interval is on the right side of 0.80 |"},
+	} {
+		r := &report{settings: &settings{}}
+		r.reloads = []*reloadRun{
+			{server: "gozd", served: ds(12, 12, 12), rounds: ds(c.gozdRounds...)},
+			{server: "tableflip", served: ds(15, 15, 15), rounds: ds(20, 20, 20, 20, 20, 20)},
+		}
+		r.exits = []*exitRun{{server: "gozd", served: ds(8)}, {server: "tableflip", served: ds(9)}}
+		var b strings.Builder
+		r.reloadTargets(func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) }, func(ok bool) string { return fmt.Sprint(ok) })
+		if !strings.Contains(b.String(), "= 0.80; round by round ") || !strings.Contains(b.String(), c.want) {
+			t.Errorf("report lacks %q:\n%s", c.want, b.String())
+		}
+	}
+}
