@@ -388,8 +388,8 @@ func (s *workerStats) heldBy() string {
 	return strings.Join(groups, "; ")
 }
 
-// reportToMaster sends this worker's build, then its connections whenever
-// they change, until done is closed. send writes one message.
+// reportToMaster sends this worker's connections whenever they change, at
+// most every reportInterval, until done is closed. send writes one message.
 func reportToMaster(d *Daemon, send func(controlMsg), done <-chan struct{}) {
 	last := ""
 	tick := time.NewTicker(reportInterval)
