@@ -69,7 +69,7 @@ func main() {
 	flag.IntVar(&s.reloads, "reloads", 50, "reloads of each server under load")
 	flag.IntVar(&s.reloadRounds, "reload-rounds", 10, "rounds the reloads under load are split into, the servers taking turns to go first")
 	flag.DurationVar(&s.spacing, "spacing", 120*time.Millisecond, "pause after a reload has completed before the next one")
-	flag.IntVar(&s.exitSamples, "exits", 10, "reloads timing an old process's exit after its last connection closes")
+	flag.IntVar(&s.exitSamples, "exits", 20, "reloads timing an old process's exit after its last connection closes")
 	flag.IntVar(&s.idleConns, "conns", 10000, "idle keep-alive connections of the memory measurement")
 	flag.IntVar(&s.latencyReloads, "latency-reloads", 20, "reloads of the keep-alive POST run through the latency proxy")
 	scaleConns := flag.String("scale-conns", "1000,10000", "connections of the scale phase's idle-connection and drain runs, comma-separated")
@@ -170,16 +170,10 @@ func run(s *settings) error {
 				ratioOf(durSpreadOf(g.served).med, durSpreadOf(t.served).med), ratioOf(durSpreadOf(g.served).p99, durSpreadOf(t.served).p99), byRound, medianCI(ratios).format(2))
 		}
 	}
-	for _, name := range []string{"gozd", "tableflip"} {
-		if !s.runs("exit") {
-			break
-		}
-		step("exit after last close: " + name)
-		ex, err := runExitAfterClose(env, name)
-		if err != nil {
+	if s.runs("exit") {
+		if r.exits, err = runExitRounds(env, []string{"gozd", "tableflip"}, step); err != nil {
 			return err
 		}
-		r.exits = append(r.exits, ex)
 	}
 	if s.runs("memory") {
 		step("memory")

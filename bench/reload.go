@@ -331,55 +331,109 @@ type stepsServed struct {
 	served time.Duration
 }
 
-// runExitAfterClose holds one tcp connection to the serving process,
-// reloads, waits until the old process drains, closes the connection and
-// times the old process's exit by polling /proc every millisecond.
-func runExitAfterClose(env *runEnv, name string) (*exitRun, error) {
+// exitRounds is how many rounds the idle reloads (and the start floors) of
+// the exit phase are split into, the servers taking turns in each, as in
+// the reloads under load: measured one server after the other, the machine's
+// drift between the two had put either ahead by a few milliseconds.
+const exitRounds = 4
+
+// floorStarts is how many starts with -h time each start floor.
+const floorStarts = 20
+
+// runExitRounds runs the exit phase of each of names in exitRounds rounds,
+// in the given order in even rounds and in reverse in odd ones. step names
+// what runs next.
+func runExitRounds(env *runEnv, names []string, step func(string)) ([]*exitRun, error) {
+	runs := make([]*exitRun, len(names))
+	for i, name := range names {
+		runs[i] = &exitRun{server: name}
+	}
+	rounds := max(1, min(exitRounds, env.s.exitSamples))
+	for r := range rounds {
+		// This round's share of the samples, the first rounds taking
+		// what does not divide evenly.
+		samples := env.s.exitSamples / rounds
+		if r < env.s.exitSamples%rounds {
+			samples++
+		}
+		floors := floorStarts / rounds
+		if r < floorStarts%rounds {
+			floors++
+		}
+		for k := range names {
+			i := k
+			if r%2 == 1 {
+				i = len(names) - 1 - k
+			}
+			step(fmt.Sprintf("exit after last close: %s, round %d of %d", names[i], r+1, rounds))
+			if err := runExitAfterClose(env, runs[i], samples, floors); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, ex := range runs {
+		logf("  %s: last close → exit %v; idle signal → serving %v", ex.server, durSpreadOf(ex.times), durSpreadOf(ex.served))
+		if len(ex.steps) > 0 {
+			logf("  %s: idle steps, medians: %s", ex.server, stepsLine(ex.steps))
+		}
+	}
+	return runs, nil
+}
+
+// runExitAfterClose starts ex's server afresh and, samples times, holds one
+// tcp connection to the serving process, reloads, waits until the old
+// process drains, closes the connection and times the old process's exit by
+// polling /proc every millisecond. Before that it times floors starts of the
+// server's binary and of a program that does nothing. It adds to ex.
+func runExitAfterClose(env *runEnv, ex *exitRun, samples, floors int) error {
+	name := ex.server
 	s, err := env.start(name, versions[0])
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer s.stop()
-	ex := &exitRun{server: name}
-	if ex.floor, err = runStartFloor(env, name, 20); err != nil {
-		return nil, err
+	floor, err := runStartFloor(env, name, floors)
+	if err != nil {
+		return err
 	}
-	if ex.nothing, err = runStartFloor(env, "nothing", 20); err != nil {
-		return nil, err
+	nothing, err := runStartFloor(env, "nothing", floors)
+	if err != nil {
+		return err
 	}
+	ex.floor, ex.nothing = append(ex.floor, floor...), append(ex.nothing, nothing...)
 	buf := make([]byte, 64)
-	for i := 1; i <= env.s.exitSamples; i++ {
+	for i := 1; i <= samples; i++ {
 		c, err := net.DialTimeout("tcp", s.tcpAddr, opTimeout)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		// An answer proves the serving process took the connection.
 		if err := echo(c, buf); err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 		old := s.serving
 		want := versions[i%2]
 		if err := install(env.bins[name][want], s.bin); err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 		from := s.log.mark()
 		t0 := time.Now()
 		if err := s.signalReload(); err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 		seen, err := waitVersion(s.httpAddr, want, 10*time.Second)
 		if err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 		ex.served = append(ex.served, seen.Sub(t0))
 		after, err := s.reloaded(from, 10*time.Second)
 		if err != nil {
 			c.Close()
-			return nil, err
+			return err
 		}
 		if name == "gozd" {
 			ex.readyLog = append(ex.readyLog, after)
@@ -397,28 +451,24 @@ func runExitAfterClose(env *runEnv, name string) (*exitRun, error) {
 		}, 10*time.Second)
 		if err != nil {
 			c.Close()
-			return nil, fmt.Errorf("%s: old process %d never drained: %w; its output:\n%s", name, old, err, s.log.tail(30))
+			return fmt.Errorf("%s: old process %d never drained: %w; its output:\n%s", name, old, err, s.log.tail(30))
 		}
 		// Let the poller's connections to the old process end, so
 		// that the held one is its last.
 		time.Sleep(100 * time.Millisecond)
 		if gone(old) {
 			c.Close()
-			return nil, fmt.Errorf("%s: old process %d exited while a connection was open", name, old)
+			return fmt.Errorf("%s: old process %d exited while a connection was open", name, old)
 		}
 		t0 = time.Now()
 		c.Close()
 		if err := s.waitGone(old, 15*time.Second); err != nil {
-			return nil, err
+			return err
 		}
 		ex.times = append(ex.times, time.Since(t0))
 		time.Sleep(env.s.spacing)
 	}
-	logf("  %s: last close → exit %v; idle signal → serving %v", name, durSpreadOf(ex.times), durSpreadOf(ex.served))
-	if len(ex.steps) > 0 {
-		logf("  %s: idle steps, medians: %s", name, stepsLine(ex.steps))
-	}
-	return ex, nil
+	return nil
 }
 
 // runStartFloor times starting a server binary until it exits at once
