@@ -112,6 +112,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 					c.deliver(msg.payload)
 				}
 			case msgDrain:
+				d.stopAccepting()
 				d.setHeir(orders.takeFD()) // the new worker's inbox, if any
 				d.replacedBy()
 				fmt.Fprintf(ctl, "%s\n", controlMsg{kind: msgDraining, connections: d.connCount()})
