@@ -1053,3 +1053,73 @@ func expectAnswered(t *testing.T, c net.Conn, r *bufio.Reader, path, what string
 		t.Errorf("%s: got %s %q close=%v; want 200 %q with Connection: close", what, resp.Status, body, resp.Close, want)
 	}
 }
+
+// TestStopAcceptingThenDrain: a worker told to drain stops accepting on its
+// http and tcp-handler groups at once, and nothing else changes: their
+// connections keep being served, a server value's group still accepts (it
+// stops with the drain, which cancels its context first) and does not count
+// as failed, Serve goes on, and the drain that follows ends as usual.
+func TestStopAcceptingThenDrain(t *testing.T) {
+	cfg := &Config{DrainTimeout: 5 * time.Second, Groups: []GroupConfig{
+		{Name: "web", Mode: ModeHTTP, Network: "tcp", Address: "127.0.0.1:0"},
+		{Name: "raw", Mode: ModeTCP, Network: "tcp", Address: "127.0.0.1:0"},
+		{Name: "lines", Mode: ModeTCP, Network: "tcp", Address: "127.0.0.1:0"},
+	}}
+	echo := func(c Conn) {
+		r := bufio.NewReader(c)
+		for {
+			line, err := r.ReadString('\n')
+			if err != nil {
+				return
+			}
+			io.WriteString(c, line)
+		}
+	}
+	td := serveTestDaemon(t, context.Background(), cfg, map[string]any{
+		"web": http.HandlerFunc(hello), "raw": echo, "lines": Server(newLineServer()),
+	})
+	line := func(c net.Conn, r *bufio.Reader, s string) {
+		t.Helper()
+		c.SetDeadline(time.Now().Add(serveWait))
+		fmt.Fprintf(c, "%s\n", s)
+		if got, err := r.ReadString('\n'); err != nil || got != s+"\n" {
+			t.Fatalf("echo of %q: %q, %v", s, got, err)
+		}
+	}
+	web := dialTCP(t, td.addr(t, "web"))
+	webR := bufio.NewReader(web)
+	if resp, body := rawHTTP(t, web, webR, "/one"); resp.StatusCode != 200 || body != "hello /one" {
+		t.Fatalf("GET /one: %s %q", resp.Status, body)
+	}
+	raw := dialTCP(t, td.addr(t, "raw"))
+	rawR := bufio.NewReader(raw)
+	line(raw, rawR, "one")
+
+	td.stopAccepting()
+	expectRefused(t, td.addr(t, "web"))
+	expectRefused(t, td.addr(t, "raw"))
+	lines := dialTCP(t, td.addr(t, "lines"))
+	line(lines, bufio.NewReader(lines), "still accepting")
+	if resp, body := rawHTTP(t, web, webR, "/two"); resp.StatusCode != 200 || body != "hello /two" {
+		t.Errorf("GET /two on the open connection: %s %q", resp.Status, body)
+	}
+	line(raw, rawR, "two")
+	select {
+	case err := <-td.served:
+		t.Fatalf("Serve returned once the listeners were closed: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+
+	// The tcp clients leave; the idle keep-alive connection is the
+	// drain's to close.
+	raw.Close()
+	lines.Close()
+	if err := waitErr(t, shutdownAsync(td.Daemon, context.Background()), "Shutdown"); err != nil {
+		t.Errorf("Shutdown: %v", err)
+	}
+	expectEOF(t, web, webR, "the idle keep-alive connection after the drain")
+	expectRefused(t, td.addr(t, "lines"))
+	if err := td.waitServed(t); !errors.Is(err, ErrClosed) {
+		t.Errorf("Serve after Shutdown: got %v, want ErrClosed", err)
+	}
+}
