@@ -145,17 +145,9 @@ func runReloadRounds(env *runEnv, step func(string)) ([]*reloadRun, error) {
 	runs := map[string]*reloadRun{}
 	rounds := max(1, min(env.s.reloadRounds, env.s.reloads))
 	for round := range rounds {
-		n := env.s.reloads / rounds
-		if round < env.s.reloads%rounds {
-			n++
-		}
-		order := slices.Clone(names)
-		if round%2 == 1 {
-			slices.Reverse(order)
-		}
-		for _, name := range order {
+		for _, name := range roundOrder(names, round) {
 			step(fmt.Sprintf("reloads under load: %s, round %d of %d", name, round+1, rounds))
-			rr, err := runReloads(env, name, n)
+			rr, err := runReloads(env, name, roundShare(env.s.reloads, rounds, round))
 			if err != nil {
 				return nil, err
 			}
@@ -344,40 +336,49 @@ const floorStarts = 20
 // in the given order in even rounds and in reverse in odd ones. step names
 // what runs next.
 func runExitRounds(env *runEnv, names []string, step func(string)) ([]*exitRun, error) {
-	runs := make([]*exitRun, len(names))
-	for i, name := range names {
-		runs[i] = &exitRun{server: name}
+	runs := map[string]*exitRun{}
+	var out []*exitRun
+	for _, name := range names {
+		runs[name] = &exitRun{server: name}
+		out = append(out, runs[name])
 	}
 	rounds := max(1, min(exitRounds, env.s.exitSamples))
 	for r := range rounds {
-		// This round's share of the samples, the first rounds taking
-		// what does not divide evenly.
-		samples := env.s.exitSamples / rounds
-		if r < env.s.exitSamples%rounds {
-			samples++
-		}
-		floors := floorStarts / rounds
-		if r < floorStarts%rounds {
-			floors++
-		}
-		for k := range names {
-			i := k
-			if r%2 == 1 {
-				i = len(names) - 1 - k
-			}
-			step(fmt.Sprintf("exit after last close: %s, round %d of %d", names[i], r+1, rounds))
-			if err := runExitAfterClose(env, runs[i], samples, floors); err != nil {
+		samples, floors := roundShare(env.s.exitSamples, rounds, r), roundShare(floorStarts, rounds, r)
+		for _, name := range roundOrder(names, r) {
+			step(fmt.Sprintf("exit after last close: %s, round %d of %d", name, r+1, rounds))
+			if err := runExitAfterClose(env, runs[name], samples, floors); err != nil {
 				return nil, err
 			}
 		}
 	}
-	for _, ex := range runs {
+	for _, ex := range out {
 		logf("  %s: last close → exit %v; idle signal → serving %v", ex.server, durSpreadOf(ex.times), durSpreadOf(ex.served))
 		if len(ex.steps) > 0 {
 			logf("  %s: idle steps, medians: %s", ex.server, stepsLine(ex.steps))
 		}
 	}
-	return runs, nil
+	return out, nil
+}
+
+// roundShare is round r's share of total spread over rounds, the first
+// rounds taking what does not divide evenly.
+func roundShare(total, rounds, r int) int {
+	n := total / rounds
+	if r < total%rounds {
+		n++
+	}
+	return n
+}
+
+// roundOrder is the servers' order in round r: names as given in even
+// rounds, reversed in odd ones, so that neither always goes first.
+func roundOrder(names []string, r int) []string {
+	order := slices.Clone(names)
+	if r%2 == 1 {
+		slices.Reverse(order)
+	}
+	return order
 }
 
 // runExitAfterClose starts ex's server afresh and, samples times, holds one

@@ -58,3 +58,22 @@ func TestReloadRoundsMerge(t *testing.T) {
 		t.Errorf("round ratios %q, %v; want \"–, 1.50\" and [1.5]", got, ratios)
 	}
 }
+
+// The rounds split a total without losing any of it, and alternate which
+// server goes first.
+func TestRoundShareAndOrder(t *testing.T) {
+	var shares []int
+	for r := range 4 {
+		shares = append(shares, roundShare(10, 4, r))
+	}
+	if !reflect.DeepEqual(shares, []int{3, 3, 2, 2}) {
+		t.Errorf("10 over 4 rounds: %v, want [3 3 2 2]", shares)
+	}
+	names := []string{"gozd", "tableflip"}
+	if got := roundOrder(names, 1); !reflect.DeepEqual(got, []string{"tableflip", "gozd"}) {
+		t.Errorf("round 1 order %v", got)
+	}
+	if got := roundOrder(names, 2); !reflect.DeepEqual(got, names) || !reflect.DeepEqual(names, []string{"gozd", "tableflip"}) {
+		t.Errorf("round 2 order %v (names now %v)", got, names)
+	}
+}
