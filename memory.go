@@ -33,13 +33,26 @@ import (
 //
 // The trim runs off the loop a second after the first worker is ready and
 // after each old worker exits, whatever else the master does meanwhile; and
-// a second after the last of a burst of workers' reports, state file writes
+// once things are quiet after a burst of workers' reports, state file writes
 // and scrapes (which touch the code for JSON, metrics and files again).
 // While traffic keeps the reports coming, that second trim waits, rather
 // than dropping pages that the next report faults back in.
+//
+// Under steady traffic the reports come irregularly: a worker sends one only
+// when its counts changed, so a second without one is common, and a trim
+// after it was undone by the next report a moment later. Each such round
+// cost the master some milliseconds of CPU (reading smaps, a forced
+// collection, then the faults), on a CPU it may share with the worker. So
+// the quiet a trim after work waits for doubles, up to maxWorkQuiet, each
+// time work comes back sooner than that after such a trim, and falls back
+// to trimDelay when it comes back later.
 
 // trimDelay is how long the master has to be quiet before it trims itself.
 const trimDelay = time.Second
+
+// maxWorkQuiet bounds the quiet a trim after work waits for: once traffic
+// stops, the master is back at its floor within this.
+const maxWorkQuiet = time.Minute
 
 // masterGCPercent is the master's GOGC unless the environment sets one: the
 // heap's minimum goal scales with it, to 1 MiB from 4, and collecting a heap
@@ -58,12 +71,14 @@ func setMasterGC() {
 
 // memoryTrimmer runs trims, one at a time, off the loop.
 type memoryTrimmer struct {
-	mu      sync.Mutex
-	timer   *time.Timer
-	due     time.Time // when the pending trim runs; zero when none is
-	by      time.Time // a start or a reload asked for a trim no later than this
-	stopped bool
-	runMu   sync.Mutex // held by a trim under way
+	mu       sync.Mutex
+	timer    *time.Timer
+	due      time.Time     // when the pending trim runs; zero when none is
+	by       time.Time     // a start or a reload asked for a trim no later than this
+	quiet    time.Duration // what a trim after work waits for; zero means trimDelay
+	workTrim time.Time     // when the last trim that only work asked for ran, until work follows it
+	stopped  bool
+	runMu    sync.Mutex // held by a trim under way
 }
 
 // soon asks for a trim trimDelay from now: after a start or a reload, whose
@@ -72,9 +87,10 @@ type memoryTrimmer struct {
 // would put it off for good.
 func (t *memoryTrimmer) soon() { t.arm(true) }
 
-// afterWork asks for a trim once the master has been quiet for trimDelay
-// after work that touched code the master rarely runs (a report, a state
-// file write, a scrape). More work before then pushes it back.
+// afterWork asks for a trim once the master has been quiet for a while
+// (trimDelay, or longer under steady traffic) after work that touched code
+// the master rarely runs (a report, a state file write, a scrape). More work
+// before then pushes it back.
 func (t *memoryTrimmer) afterWork() { t.arm(false) }
 
 func (t *memoryTrimmer) arm(firm bool) {
@@ -83,14 +99,7 @@ func (t *memoryTrimmer) arm(firm bool) {
 	if t.stopped {
 		return
 	}
-	at := time.Now().Add(trimDelay)
-	if firm && (t.by.IsZero() || at.Before(t.by)) {
-		t.by = at
-	}
-	if !t.by.IsZero() && at.After(t.by) {
-		at = t.by
-	}
-	t.due = at
+	at := t.plan(time.Now(), firm)
 	if t.timer == nil {
 		t.timer = time.AfterFunc(time.Until(at), t.fire)
 	} else {
@@ -98,17 +107,58 @@ func (t *memoryTrimmer) arm(firm bool) {
 	}
 }
 
+// plan sets and returns when the pending trim runs, given a request for
+// one at now. t.mu is held.
+func (t *memoryTrimmer) plan(now time.Time, firm bool) time.Time {
+	if t.quiet == 0 {
+		t.quiet = trimDelay
+	}
+	if !firm && !t.workTrim.IsZero() {
+		// The first work after a trim that work asked for: if it
+		// came soon, that trim dropped pages still in use.
+		if now.Sub(t.workTrim) < t.quiet {
+			t.quiet = min(2*t.quiet, maxWorkQuiet)
+		} else {
+			t.quiet = trimDelay
+		}
+		t.workTrim = time.Time{}
+	}
+	at := now.Add(t.quiet)
+	if firm {
+		at = now.Add(trimDelay)
+		if t.by.IsZero() || at.Before(t.by) {
+			t.by = at
+		}
+	}
+	if !t.by.IsZero() && at.After(t.by) {
+		at = t.by
+	}
+	t.due = at
+	return at
+}
+
 // fire runs the trim that is due. One that was pushed back after its timer
 // had fired waits for the timer's next run.
 func (t *memoryTrimmer) fire() {
 	t.mu.Lock()
-	if t.stopped || t.due.IsZero() || time.Now().Before(t.due) {
-		t.mu.Unlock()
-		return
+	ok := !t.stopped && t.take(time.Now())
+	t.mu.Unlock()
+	if ok {
+		t.trim()
+	}
+}
+
+// take reports whether a trim is due at now, and if so, marks it taken.
+// t.mu is held.
+func (t *memoryTrimmer) take(now time.Time) bool {
+	if t.due.IsZero() || now.Before(t.due) {
+		return false
+	}
+	if t.by.IsZero() {
+		t.workTrim = now
 	}
 	t.due, t.by = time.Time{}, time.Time{}
-	t.mu.Unlock()
-	t.trim()
+	return true
 }
 
 func (t *memoryTrimmer) stop() {

@@ -1,8 +1,10 @@
 package gozd
 
 import (
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Which mappings of an smaps listing the master drops: read-only file
@@ -48,5 +50,62 @@ Anonymous:             0 kB
 		if got[i] != want[i] {
 			t.Errorf("mapping %d: got %+v; want %+v", i, got[i], want[i])
 		}
+	}
+}
+
+// Under steady traffic a trim that work asked for is undone by the next
+// report: the quiet such a trim waits for doubles each time work follows it
+// that soon, up to maxWorkQuiet, and is back at trimDelay once work follows a
+// trim later than that. A start's or a reload's trim still comes trimDelay
+// after it, however long the quiet after work has grown.
+func TestTrimQuietAdapts(t *testing.T) {
+	var tr memoryTrimmer
+	t0 := time.Unix(1e9, 0)
+	ms := time.Millisecond
+
+	// Work, a second of quiet, a trim; work again 200 ms later, and so on.
+	now := t0
+	var quiets []time.Duration
+	for range 8 {
+		due := tr.plan(now, false)
+		quiets = append(quiets, due.Sub(now))
+		if tr.take(due.Add(-time.Nanosecond)) {
+			t.Fatal("a trim taken before it was due")
+		}
+		if !tr.take(due) {
+			t.Fatal("a due trim not taken")
+		}
+		now = due.Add(200 * ms)
+	}
+	want := []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 32 * time.Second, time.Minute, time.Minute}
+	if !slices.Equal(quiets, want) {
+		t.Fatalf("quiet before each trim after work %v, want %v", quiets, want)
+	}
+
+	// A reload, while the quiet after work is a minute: its trim comes a
+	// second later, and work meanwhile does not put it off.
+	if due := tr.plan(now, true); due != now.Add(trimDelay) {
+		t.Fatalf("a reload's trim due %v after it, want %v", due.Sub(now), trimDelay)
+	}
+	if due := tr.plan(now.Add(500*ms), false); due != now.Add(trimDelay) {
+		t.Fatalf("work after a reload moved its trim to %v after the reload, want %v", due.Sub(now), trimDelay)
+	}
+	if !tr.take(now.Add(trimDelay)) {
+		t.Fatal("the reload's trim not taken")
+	}
+	// Work right after it: a trim a reload asked for says nothing of the
+	// work's pages, so the quiet stays as it was.
+	now = now.Add(trimDelay + 100*ms)
+	if due := tr.plan(now, false); due.Sub(now) != time.Minute {
+		t.Fatalf("quiet after work, following a reload's trim: %v, want %v", due.Sub(now), time.Minute)
+	}
+	if !tr.take(now.Add(time.Minute)) {
+		t.Fatal("a due trim not taken")
+	}
+
+	// Traffic stopped: the next work comes long after the last trim.
+	now = now.Add(time.Minute + 5*time.Minute)
+	if due := tr.plan(now, false); due.Sub(now) != trimDelay {
+		t.Fatalf("quiet after work once traffic stopped: %v, want %v", due.Sub(now), trimDelay)
 	}
 }
