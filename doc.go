@@ -176,7 +176,9 @@
 // new worker, which serves their next request as if it had just accepted
 // them, with its own timeouts (until the request's first byte, the wait
 // between requests: IdleTimeout, else ReadTimeout); bytes the kernel holds
-// unread move with them.
+// unread move with them. Until that first byte the new worker only watches
+// such a connection (in an epoll set of its own: no goroutine, no buffers),
+// and a reload meanwhile passes it on as it came.
 // A connection busy at the drain moves when its response is done, without
 // Connection: close; one whose next request is half read stays until that
 // request is answered, then moves. The client sees the same connection

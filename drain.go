@@ -274,7 +274,7 @@ func closeConns(conns []net.Conn) {
 func (t *connTracker) count() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.conns)
+	return len(t.conns) + int(t.counts.parkedHTTP.Load()+t.counts.parkedFCGI.Load())
 }
 
 func (t *connTracker) checkDoneLocked() {

@@ -111,6 +111,7 @@ type daemonHandoff struct {
 	inboxDone chan struct{}                 // closed once the previous worker is gone
 	heir      atomic.Pointer[handoffSender] // to the next worker, once draining
 	goAheads  ackWaiters                    // tcp connections taken over, waiting for the previous worker's go
+	park      *parking                      // idle connections taken over, until their first byte (handoff_park.go); nil if it could not be made
 }
 
 // openInbox takes over the inherited inbox descriptor, and starts taking
@@ -132,6 +133,10 @@ func (d *Daemon) openInbox(fd int) error {
 	}
 	d.handoff.inbox = uc
 	d.handoff.inboxDone = make(chan struct{})
+	if d.handoff.park, err = newParking(); err != nil {
+		// Connections taken over are then served at once.
+		d.log.Warn("handoff: no epoll set to park idle connections in", "err", err)
+	}
 	go d.receiveHandoffs()
 	return nil
 }
@@ -382,6 +387,10 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		// Waited for: this may come after the drain's own wait.
 		heir.send(e, fd)
 		unix.Close(fd)
+		return
+	}
+	if gs.resumed != nil && d.handoff.park != nil && d.handoff.park.park(gs, fd, e) {
+		gs.tracker.handedOver.Add(1)
 		return
 	}
 	c, err := newTakenConn(fd, e.laddr, e.raddr)

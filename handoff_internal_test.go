@@ -221,10 +221,9 @@ func TestResumeTCPWaitsForGo(t *testing.T) {
 	}
 }
 
-// takenPair returns a client connection and the server's end of it served
-// as a connection taken over from another worker: a bare descriptor and
-// the addresses.
-func takenPair(t *testing.T) (client net.Conn, taken *takenConn) {
+// handedPair returns a client's end of a tcp connection on loopback and the
+// server's end as a descriptor of its own, as one handed over arrives.
+func handedPair(t *testing.T) (client net.Conn, fd int, laddr, raddr net.Addr) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -245,12 +244,21 @@ func takenPair(t *testing.T) (client net.Conn, taken *takenConn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fd := -1
+	fd = -1
 	rc.Control(func(s uintptr) { fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0) })
 	if err != nil {
 		t.Fatal(err)
 	}
-	c, err := newTakenConn(fd, server.LocalAddr(), server.RemoteAddr())
+	return client, fd, server.LocalAddr(), server.RemoteAddr()
+}
+
+// takenPair returns a client connection and the server's end of it served
+// as a connection taken over from another worker: a bare descriptor and
+// the addresses.
+func takenPair(t *testing.T) (client net.Conn, taken *takenConn) {
+	t.Helper()
+	client, fd, laddr, raddr := handedPair(t)
+	c, err := newTakenConn(fd, laddr, raddr)
 	if err != nil {
 		t.Fatal(err)
 	}

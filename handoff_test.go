@@ -299,6 +299,56 @@ func TestHandoffManyIdle(t *testing.T) {
 	}
 }
 
+// TestHandoffParkedAcrossReloads: connections taken over wait in the new
+// worker, not served until their next request, and count meanwhile as its
+// idle connections in -s status; one whose client closes it stops
+// counting. A reload before any of them has sent anything hands them on
+// again, and the newest worker answers each.
+func TestHandoffParkedAcrossReloads(t *testing.T) {
+	d := startMaster(t, newDaemonDir(t), webConf)
+	first := d.worker()
+	const n = 20
+	conns := make([]*keptConn, n)
+	for i := range conns {
+		conns[i] = dialKept(t, "tcp", d.addrs["web"])
+		conns[i].get()
+	}
+	leaving := dialKept(t, "tcp", d.addrs["web"])
+	leaving.get()
+	idleIn := func(pid int) func(statusJSON) bool {
+		return func(st statusJSON) bool {
+			want := n
+			if leaving != nil {
+				want++
+			}
+			for _, w := range st.Workers {
+				if w.Pid == pid {
+					return w.Connections == want && len(w.Groups) == 1 && w.Groups[0].Idle == want
+				}
+			}
+			return false
+		}
+	}
+
+	d.reload(buildTestDaemon(t, "v2", ""), true, first)
+	d.expectQuickExit(first, 5*time.Second, "its connections idle")
+	second := d.worker()
+	d.waitStatus(fmt.Sprintf("%d idle connections in worker %d", n+1, second), idleIn(second))
+	leaving.c.Close()
+	leaving = nil
+	d.waitStatus(fmt.Sprintf("%d idle connections in worker %d once a client left", n, second), idleIn(second))
+
+	d.reload(buildTestDaemon(t, "v3", ""), true, second)
+	d.expectQuickExit(second, 5*time.Second, "its connections parked")
+	d.waitLog(fmt.Sprintf(`msg="handed connections to the new worker" pid=%d role=worker gen=2 connections=%d `, second, n), 1)
+	third := d.worker()
+	for i, k := range conns {
+		if pid := k.get(); pid != third {
+			t.Fatalf("connection %d: answered by pid %d after two reloads, want the newest worker %d", i, pid, third)
+		}
+	}
+}
+
 // TestHandoffHalfReadRequest: a connection whose next request is half read
 // when the drain begins is not moved (its bytes are in the old worker's
 // buffers): the old worker answers the request, without Connection: close,

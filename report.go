@@ -220,18 +220,32 @@ func countedAs(s uint64) (idle, hijacked bool) {
 // every request writes one, and the per-request path reads the tracker's
 // draining flag.
 type connCounts struct {
-	_         [64]byte
-	http      atomic.Int64 // HTTP connections (idle and hijacked included)
-	httpIdle  atomic.Int64
-	hijacked  atomic.Int64
-	_         [64]byte
-	fcgi      atomic.Int64 // FastCGI connections (idle included)
-	fcgiIdle  atomic.Int64
-	_         [64]byte
-	tcp       atomic.Int64
-	other     atomic.Int64 // connections of server values, udp handlers (idle included)
-	otherIdle atomic.Int64
-	_         [64]byte
+	_        [64]byte
+	http     atomic.Int64 // HTTP connections (idle and hijacked included)
+	httpIdle atomic.Int64
+	hijacked atomic.Int64
+	_        [64]byte
+	fcgi     atomic.Int64 // FastCGI connections (idle included)
+	fcgiIdle atomic.Int64
+	_        [64]byte
+	// Taken over from the previous worker and parked until their
+	// first byte (handoff_park.go): idle, and not in the counts above.
+	parkedHTTP atomic.Int64
+	parkedFCGI atomic.Int64
+	_          [64]byte
+	tcp        atomic.Int64
+	other      atomic.Int64 // connections of server values, udp handlers (idle included)
+	otherIdle  atomic.Int64
+	_          [64]byte
+}
+
+// parked counts delta connections of a group of mode as parked.
+func (n *connCounts) parked(mode Mode, delta int64) {
+	if mode == ModeFCGI {
+		n.parkedFCGI.Add(delta)
+	} else {
+		n.parkedHTTP.Add(delta)
+	}
 }
 
 // trackedKind is how the tracker counts a connection.
@@ -333,6 +347,9 @@ func (t *connTracker) stats(name string) groupStats {
 	httpIdle, hijacked, fcgiIdle, otherIdle := load(&n.httpIdle), load(&n.hijacked), load(&n.fcgiIdle), load(&n.otherIdle)
 	httpActive := max(load(&n.http)-httpIdle-hijacked, 0)
 	fcgi := max(load(&n.fcgi), fcgiIdle)
+	parkedFCGI := load(&n.parkedFCGI)
+	httpIdle += load(&n.parkedHTTP)
+	fcgi, fcgiIdle = fcgi+parkedFCGI, fcgiIdle+parkedFCGI
 	other := max(load(&n.other)-otherIdle, 0)
 	tcp := load(&n.tcp)
 	g.Idle = httpIdle + fcgiIdle + otherIdle

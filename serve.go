@@ -341,6 +341,9 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 		gs.tracker.drain()
 		gs.h2.goAway()
 	}
+	// Connections taken over and still waiting for their first byte
+	// move on (or close) with the other idle ones.
+	d.handoff.park.drain()
 	// Every connection the accept loops took is tracked by the time they
 	// end; finishing before that could miss one accepted at the last
 	// moment and let the process exit under it.
@@ -369,6 +372,7 @@ func (d *Daemon) Shutdown(ctx context.Context) error {
 // briefly for tcp handlers to return.
 func (d *Daemon) Close() error {
 	groups := d.stop()
+	d.handoff.park.close()
 	// A connection accepted at the last moment is tracked, and so closed
 	// below, once the accept loops have ended.
 	d.accepting.Wait()

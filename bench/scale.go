@@ -584,7 +584,7 @@ func (r *report) scaleTables(p func(string, ...any)) {
 	if n := len(sc.idle); n > 0 {
 		p("### Reload with idle keep-alive connections open")
 		p("")
-		p("gozd with idle keep-alive connections open (one request answered on each), reloaded %s: *signal → new build answers* on a new connection; the master's *worker ready* figure; *drain order → old worker exited*, every connection handed to the new worker by then (the master's `old worker exited ... after=`); *new worker: first → last taken*, from the first connection the new worker received to the last it serves (its `took connections over ... in=`); *signal → old worker gone*. After each reload one request on every connection, which the new build must answer on the same connection.", plural(scaleReloads, "time"))
+		p("gozd with idle keep-alive connections open (one request answered on each), reloaded %s: *signal → new build answers* on a new connection; the master's *worker ready* figure; *drain order → old worker exited*, every connection handed to the new worker by then (the master's `old worker exited ... after=`); *new worker: first → last taken*, from the first connection the new worker received to the last it holds, watched until its next request (its `took connections over ... in=`); *signal → old worker gone*. After each reload one request on every connection, which the new build must answer on the same connection.", plural(scaleReloads, "time"))
 		p("")
 		p("| idle connections | signal → new build answers | worker ready (log) | drain order → old worker exited | new worker: first → last taken | signal → old worker gone | answered by the new build after the last reload | failed |")
 		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
