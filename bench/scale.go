@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -50,6 +51,7 @@ type idleConnsRun struct {
 	exit     []time.Duration // drain order → old worker exited, every connection handed over
 	taken    []time.Duration // the new worker's first → last connection taken over (its log)
 	gone     []time.Duration // signal → old worker gone
+	rss      []int64         // the new worker's VmRSS once it holds every connection, before any is used
 	moved    int             // connections answered by the new build on the same connection after the last reload
 	failures int             // connections that failed after any reload
 }
@@ -225,6 +227,11 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 		if d, err := time.ParseDuration(logField(line, "in")); err == nil {
 			r.taken = append(r.taken, d)
 		}
+		if pid, err := strconv.Atoi(logField(line, "pid")); err == nil {
+			if m, err := readProcMem(pid); err == nil {
+				r.rss = append(r.rss, m.rss)
+			}
+		}
 
 		var moved, failed atomic.Int64
 		parallel(conns, func(i int) error {
@@ -239,8 +246,8 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 		r.failures += int(failed.Load())
 		time.Sleep(scaleSpacing)
 	}
-	logf("  %s idle keep-alive connections: signal → new build %v; old worker exit after drain order %v; signal → old gone %v; %d answered by the new build, %d failed",
-		thousands(int64(conns)), durSpreadOf(r.served), durSpreadOf(r.exit), durSpreadOf(r.gone), r.moved, r.failures)
+	logf("  %s idle keep-alive connections: signal → new build %v; old worker exit after drain order %v; signal → old gone %v; new worker's RSS %s; %d answered by the new build, %d failed",
+		thousands(int64(conns)), durSpreadOf(r.served), durSpreadOf(r.exit), durSpreadOf(r.gone), mibRange(r.rss), r.moved, r.failures)
 	return r, nil
 }
 
@@ -567,6 +574,24 @@ func cpuDur(d time.Duration) string {
 	return ms(d)
 }
 
+// mibRange is the median (min–max) of byte counts, in MiB.
+func mibRange(bs []int64) string {
+	if len(bs) == 0 {
+		return "—"
+	}
+	return fmt.Sprintf("%.1f MiB (%.1f–%.1f)", mib(int64(medianInt(bs))), mib(slices.Min(bs)), mib(slices.Max(bs)))
+}
+
+// medianInt is the median of bs.
+func medianInt(bs []int64) float64 {
+	fs := make([]float64, len(bs))
+	for i, b := range bs {
+		fs[i] = float64(b)
+	}
+	slices.Sort(fs)
+	return median(fs)
+}
+
 func medRange(ds []time.Duration) string {
 	s := durSpreadOf(ds)
 	return fmt.Sprintf("%s (%s)", ms(s.med), durRange(s))
@@ -584,17 +609,21 @@ func (r *report) scaleTables(p func(string, ...any)) {
 	if n := len(sc.idle); n > 0 {
 		p("### Reload with idle keep-alive connections open")
 		p("")
-		p("gozd with idle keep-alive connections open (one request answered on each), reloaded %s: *signal → new build answers* on a new connection; the master's *worker ready* figure; *drain order → old worker exited*, every connection handed to the new worker by then (the master's `old worker exited ... after=`); *new worker: first → last taken*, from the first connection the new worker received to the last it holds, watched until its next request (its `took connections over ... in=`); *signal → old worker gone*. After each reload one request on every connection, which the new build must answer on the same connection.", plural(scaleReloads, "time"))
+		p("gozd with idle keep-alive connections open (one request answered on each), reloaded %s: *signal → new build answers* on a new connection; the master's *worker ready* figure; *drain order → old worker exited*, every connection handed to the new worker by then (the master's `old worker exited ... after=`); *new worker: first → last taken*, from the first connection the new worker received to the last it holds, watched until its next request (its `took connections over ... in=`); *signal → old worker gone*; *new worker's RSS*, `VmRSS` once it holds every connection, none of them used yet. After each reload one request on every connection, which the new build must answer on the same connection.", plural(scaleReloads, "time"))
 		p("")
-		p("| idle connections | signal → new build answers | worker ready (log) | drain order → old worker exited | new worker: first → last taken | signal → old worker gone | answered by the new build after the last reload | failed |")
-		p("|---:|---:|---:|---:|---:|---:|---:|---:|")
+		p("| idle connections | signal → new build answers | worker ready (log) | drain order → old worker exited | new worker: first → last taken | signal → old worker gone | new worker's RSS | answered by the new build after the last reload | failed |")
+		p("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, x := range sc.idle {
-			p("| %s | %s | %s | %s | %s | %s | %s | %d |", thousands(int64(x.conns)), medRange(x.served), medRange(x.readyLog), medRange(x.exit), medRange(x.taken), medRange(x.gone), thousands(int64(x.moved)), x.failures)
+			p("| %s | %s | %s | %s | %s | %s | %s | %s | %d |", thousands(int64(x.conns)), medRange(x.served), medRange(x.readyLog), medRange(x.exit), medRange(x.taken), medRange(x.gone), mibRange(x.rss), thousands(int64(x.moved)), x.failures)
 		}
 		a, b := sc.idle[0], sc.idle[n-1]
 		if n > 1 {
-			p("| growth per connection | %s | %s | %s | %s | %s | | |", signedDur(perUnit(a.served, b.served, a.conns, b.conns)), signedDur(perUnit(a.readyLog, b.readyLog, a.conns, b.conns)),
-				signedDur(perUnit(a.exit, b.exit, a.conns, b.conns)), signedDur(perUnit(a.taken, b.taken, a.conns, b.conns)), signedDur(perUnit(a.gone, b.gone, a.conns, b.conns)))
+			rssGrowth := "—"
+			if len(a.rss) > 0 && len(b.rss) > 0 && b.conns > a.conns {
+				rssGrowth = fmt.Sprintf("%+.2f KiB", (medianInt(b.rss)-medianInt(a.rss))/float64(b.conns-a.conns)/1024)
+			}
+			p("| growth per connection | %s | %s | %s | %s | %s | %s | | |", signedDur(perUnit(a.served, b.served, a.conns, b.conns)), signedDur(perUnit(a.readyLog, b.readyLog, a.conns, b.conns)),
+				signedDur(perUnit(a.exit, b.exit, a.conns, b.conns)), signedDur(perUnit(a.taken, b.taken, a.conns, b.conns)), signedDur(perUnit(a.gone, b.gone, a.conns, b.conns)), rssGrowth)
 		}
 		p("")
 	}
