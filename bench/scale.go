@@ -52,6 +52,10 @@ type idleConnsRun struct {
 	taken    []time.Duration // the new worker's first → last connection taken over (its log)
 	gone     []time.Duration // signal → old worker gone
 	rss      []int64         // the new worker's VmRSS once it holds every connection, before any is used
+
+	// A reload right after one, no connection used in between: its old
+	// worker holds every connection as it took it over.
+	unusedExit, unusedGone time.Duration // drain order → exited; signal → gone
 	moved    int             // connections answered by the new build on the same connection after the last reload
 	failures int             // connections that failed after any reload
 }
@@ -191,48 +195,7 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 		return nil, fmt.Errorf("opening %d idle connections: %w", conns, err)
 	}
 	r := &idleConnsRun{conns: conns}
-	for i := 1; i <= scaleReloads; i++ {
-		want := versions[i%2]
-		old, t0, from, err := reloadGozd(env, s, want)
-		if err != nil {
-			return nil, err
-		}
-		seen, err := waitVersion(s.httpAddr, want, 30*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("gozd with %d idle connections, reload %d: %w", conns, i, err)
-		}
-		r.served = append(r.served, seen.Sub(t0))
-		after, err := s.reloaded(from, 30*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		r.readyLog = append(r.readyLog, after)
-		exit, err := waitOldExited(s, from, old, 60*time.Second)
-		if err != nil {
-			return nil, err
-		}
-		r.exit = append(r.exit, exit)
-		// Before the new worker's line, which comes once it has taken
-		// every connection, often long after the old one is gone.
-		if err := s.waitGone(old, 15*time.Second); err != nil {
-			return nil, err
-		}
-		r.gone = append(r.gone, time.Since(t0))
-		line, _, err := s.log.waitFor(from, func(l string) bool {
-			return strings.Contains(l, `msg="took connections over from the previous worker"`)
-		}, 30*time.Second)
-		if err != nil {
-			return nil, fmt.Errorf("gozd with %d idle connections, reload %d: the new worker never said it took them over: %w", conns, i, err)
-		}
-		if d, err := time.ParseDuration(logField(line, "in")); err == nil {
-			r.taken = append(r.taken, d)
-		}
-		if pid, err := strconv.Atoi(logField(line, "pid")); err == nil {
-			if m, err := readProcMem(pid); err == nil {
-				r.rss = append(r.rss, m.rss)
-			}
-		}
-
+	answer := func(want string) {
 		var moved, failed atomic.Int64
 		parallel(conns, func(i int) error {
 			if v, err := hcs[i].get(requestKeepAlive); err == nil && v == want {
@@ -244,11 +207,78 @@ func runIdleConns(env *runEnv, conns int) (*idleConnsRun, error) {
 		})
 		r.moved = int(moved.Load())
 		r.failures += int(failed.Load())
+	}
+	for i := 1; i <= scaleReloads; i++ {
+		want := versions[i%2]
+		if err := r.reload(env, s, want, fmt.Sprintf("reload %d", i)); err != nil {
+			return nil, err
+		}
+		answer(want)
 		time.Sleep(scaleSpacing)
 	}
-	logf("  %s idle keep-alive connections: signal → new build %v; old worker exit after drain order %v; signal → old gone %v; new worker's RSS %s; %d answered by the new build, %d failed",
-		thousands(int64(conns)), durSpreadOf(r.served), durSpreadOf(r.exit), durSpreadOf(r.gone), mibRange(r.rss), r.moved, r.failures)
+	// Twice more, without a request in between: the second reload's old
+	// worker holds every connection as it took it over, unused.
+	for i := 1; i <= 2; i++ {
+		before := len(r.exit)
+		if err := r.reload(env, s, versions[i%2], fmt.Sprintf("back-to-back reload %d", i)); err != nil {
+			return nil, err
+		}
+		if i == 2 {
+			r.unusedExit = r.exit[before]
+			r.unusedGone = r.gone[before]
+		}
+		r.served, r.readyLog, r.exit, r.taken, r.gone, r.rss = r.served[:before], r.readyLog[:before], r.exit[:before], r.taken[:before], r.gone[:before], r.rss[:min(before, len(r.rss))]
+		time.Sleep(scaleSpacing)
+	}
+	answer(versions[0])
+	logf("  %s idle keep-alive connections: signal → new build %v; old worker exit after drain order %v; signal → old gone %v; new worker's RSS %s; back to back, connections unused: old worker exit after drain order %s, signal → old gone %s; %d answered by the new build, %d failed",
+		thousands(int64(conns)), durSpreadOf(r.served), durSpreadOf(r.exit), durSpreadOf(r.gone), mibRange(r.rss), ms(r.unusedExit), ms(r.unusedGone), r.moved, r.failures)
 	return r, nil
+}
+
+// reload reloads gozd into version with r's connections open and records
+// what it took; what names the reload in errors.
+func (r *idleConnsRun) reload(env *runEnv, s *server, version, what string) error {
+	old, t0, from, err := reloadGozd(env, s, version)
+	if err != nil {
+		return err
+	}
+	seen, err := waitVersion(s.httpAddr, version, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("gozd with %d idle connections, %s: %w", r.conns, what, err)
+	}
+	r.served = append(r.served, seen.Sub(t0))
+	after, err := s.reloaded(from, 30*time.Second)
+	if err != nil {
+		return err
+	}
+	r.readyLog = append(r.readyLog, after)
+	exit, err := waitOldExited(s, from, old, 60*time.Second)
+	if err != nil {
+		return err
+	}
+	r.exit = append(r.exit, exit)
+	// Before the new worker's line, which comes once it has taken
+	// every connection, often long after the old one is gone.
+	if err := s.waitGone(old, 15*time.Second); err != nil {
+		return err
+	}
+	r.gone = append(r.gone, time.Since(t0))
+	line, _, err := s.log.waitFor(from, func(l string) bool {
+		return strings.Contains(l, `msg="took connections over from the previous worker"`)
+	}, 30*time.Second)
+	if err != nil {
+		return fmt.Errorf("gozd with %d idle connections, %s: the new worker never said it took them over: %w", r.conns, what, err)
+	}
+	if d, err := time.ParseDuration(logField(line, "in")); err == nil {
+		r.taken = append(r.taken, d)
+	}
+	if pid, err := strconv.Atoi(logField(line, "pid")); err == nil {
+		if m, err := readProcMem(pid); err == nil {
+			r.rss = append(r.rss, m.rss)
+		}
+	}
+	return nil
 }
 
 // holdGroup is the tcp group whose handler holds its connection until the
@@ -624,6 +654,14 @@ func (r *report) scaleTables(p func(string, ...any)) {
 			}
 			p("| growth per connection | %s | %s | %s | %s | %s | %s | | |", signedDur(perUnit(a.served, b.served, a.conns, b.conns)), signedDur(perUnit(a.readyLog, b.readyLog, a.conns, b.conns)),
 				signedDur(perUnit(a.exit, b.exit, a.conns, b.conns)), signedDur(perUnit(a.taken, b.taken, a.conns, b.conns)), signedDur(perUnit(a.gone, b.gone, a.conns, b.conns)), rssGrowth)
+		}
+		p("")
+		p("Then two reloads back to back, no connection used in between: the second one's old worker holds every connection as it took it over, waiting for its first byte (parked, not yet served by net/http), and passes it on as it came. One such reload per size; afterwards every connection is answered by the new build.")
+		p("")
+		p("| idle connections | drain order → old worker exited | signal → old worker gone |")
+		p("|---:|---:|---:|")
+		for _, x := range sc.idle {
+			p("| %s | %s | %s |", thousands(int64(x.conns)), ms(x.unusedExit), ms(x.unusedGone))
 		}
 		p("")
 	}

@@ -38,8 +38,8 @@ func TestScaleReport(t *testing.T) {
 	r := &report{settings: &settings{reps: 1}}
 	r.scale = &scaleResult{
 		idle: []*idleConnsRun{
-			{conns: 1000, served: ds(17, 18, 19), readyLog: ds(5, 6, 7), exit: ds(20, 22, 24), taken: ds(10, 11, 12), gone: ds(38, 40, 42), rss: []int64{13 * mb, 12 * mb, 14 * mb}, moved: 1000},
-			{conns: 10000, served: ds(60, 61, 62), readyLog: ds(6, 7, 8), exit: ds(200, 210, 220), taken: ds(100, 101, 102), gone: ds(240, 250, 260), rss: []int64{22 * mb, 22 * mb, 23 * mb}, moved: 10000},
+			{conns: 1000, served: ds(17, 18, 19), readyLog: ds(5, 6, 7), exit: ds(20, 22, 24), taken: ds(10, 11, 12), gone: ds(38, 40, 42), rss: []int64{13 * mb, 12 * mb, 14 * mb}, unusedExit: 9 * time.Millisecond, unusedGone: 30 * time.Millisecond, moved: 1000},
+			{conns: 10000, served: ds(60, 61, 62), readyLog: ds(6, 7, 8), exit: ds(200, 210, 220), taken: ds(100, 101, 102), gone: ds(240, 250, 260), rss: []int64{22 * mb, 22 * mb, 23 * mb}, unusedExit: 95 * time.Millisecond, unusedGone: 120 * time.Millisecond, moved: 10000},
 		},
 		drains: []*drainRun{
 			{conns: 1000, exit: ds(19, 19, 19), lastEOF: ds(25, 25, 25), gone: ds(31, 31, 31)},
@@ -72,6 +72,7 @@ func TestScaleReport(t *testing.T) {
 	for _, want := range []string{
 		"| 10,000 | 61.0 ms (60.0 ms–62.0 ms) | 7.00 ms (6.00 ms–8.00 ms) | 210.0 ms (200.0 ms–220.0 ms) | 101.0 ms (100.0 ms–102.0 ms) | 250.0 ms (240.0 ms–260.0 ms) | 22.0 MiB (22.0–23.0) | 10,000 | 0 |",
 		"| growth per connection | +4.8 µs | +111 ns | +20.9 µs | +10.0 µs | +23.3 µs | +1.02 KiB | | |",
+		"| 10,000 | 95.0 ms | 120.0 ms |",
 		"| 10,000 | 10,000 | 30,000 | 0 | 6.00 ms | 2.00 ms | 200 µs | 0 µs | 1.80 s | 60.0 ms |",
 		"| growth per 1,000 more connections/s, 5,000/s → 10,000/s | | | | | +0 ns |",
 		"| growth per group | +1.00 ms | +1.00 ms |",
