@@ -354,8 +354,9 @@ func parseBatch(b []byte, nfds int) ([]handoffEntry, error) {
 	return entries, nil
 }
 
-// takeOver serves a connection the previous worker handed over, or, if
-// this worker drains already, hands it on to the next one.
+// takeOver serves a connection the previous worker handed over (an idle
+// HTTP/1.x or FastCGI one once its next request comes: handoff_park.go),
+// or, if this worker drains already, hands it on to the next one.
 func (d *Daemon) takeOver(e handoffEntry, fd int) {
 	var gs *groupServer
 	d.mu.Lock()
@@ -390,8 +391,7 @@ func (d *Daemon) takeOver(e handoffEntry, fd int) {
 		return
 	}
 	if gs.resumed != nil && d.handoff.park != nil && d.handoff.park.park(gs, fd, e) {
-		gs.tracker.handedOver.Add(1)
-		return
+		return // served on its first byte, and counted then
 	}
 	c, err := newTakenConn(fd, e.laddr, e.raddr)
 	if err != nil {

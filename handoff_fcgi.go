@@ -251,9 +251,9 @@ func (c *fcgiConn) closeOrHandOver() error {
 }
 
 // handOver passes c's socket to heir and closes c once it is sent, without
-// waiting for that (the drain waits: handoffSender.wait); if the handoff
-// fails the socket is closed with it, as a drain without handoff would
-// close it.
+// waiting for that (the drain waits for the send: handoffSender.wait); if
+// the handoff fails the socket is closed with it, as a drain without
+// handoff would close it.
 func handOver(c net.Conn, heir *handoffSender, e handoffEntry) {
 	fd, err := connFD(c)
 	if err != nil {

@@ -21,9 +21,10 @@ import (
 //
 // A parked connection leaves the set exactly once, by one of four ways, each
 // under the set's lock: it is readable (served, or passed on if the group
-// drains meanwhile), its idle time ran out (closed, as net/http would close
-// it), the worker drains (handed to the next worker, or closed when there is
-// none), or the worker closes.
+// drains meanwhile; closed if the client reset it), its idle time ran out
+// with nothing to read (closed: see parkIdleLimit), the worker drains
+// (handed to the next worker, or closed when there is none), or the worker
+// closes.
 
 // parking is a worker's set of parked connections.
 type parking struct {
@@ -31,6 +32,7 @@ type parking struct {
 	file *os.File // epfd, polled by the runtime; closed by drain or close
 
 	mu       sync.Mutex
+	seq      uint32                     // the last parkedConn.seq given
 	conns    map[int]*parkedConn        // by descriptor
 	queues   map[*groupServer]parkQueue // parked connections with a time limit, in the order they came
 	timer    *time.Timer                // for the earliest limit
@@ -41,6 +43,7 @@ type parking struct {
 // parkedConn is a connection waiting for its first byte.
 type parkedConn struct {
 	fd    int
+	seq   uint32 // tells its events from those of an earlier connection on the same descriptor number
 	gs    *groupServer
 	entry handoffEntry
 	until time.Time // when its idle time runs out; zero: never
@@ -79,20 +82,24 @@ func newParking() (*parking, error) {
 }
 
 // parkIdleLimit is how long a connection of gs taken over may wait for its
-// first byte, as net/http lets an idle connection wait (IdleTimeout, else
-// ReadTimeout) or, with neither, a new one wait for its header; zero for no
-// limit, as FastCGI has none.
+// first byte: what resumedHTTPConn gives one served at once, the wait
+// between requests (IdleTimeout, else ReadTimeout), or, without one, the
+// wait for a new connection's header (ReadHeaderTimeout), which net/http
+// applies to a connection it was handed as new. Zero for no limit, as
+// FastCGI has none.
 func parkIdleLimit(gs *groupServer) time.Duration {
 	srv := gs.http
 	if gs.cfg.Mode != ModeHTTP || srv == nil {
 		return 0
 	}
-	for _, d := range []time.Duration{srv.IdleTimeout, srv.ReadTimeout, srv.ReadHeaderTimeout} {
-		if d > 0 {
-			return d
-		}
+	idle := srv.IdleTimeout
+	if idle == 0 {
+		idle = srv.ReadTimeout
 	}
-	return 0
+	if idle > 0 {
+		return idle
+	}
+	return max(srv.ReadHeaderTimeout, 0)
 }
 
 // park adds fd, a connection of gs taken over with entry e, to the set. It
@@ -107,9 +114,11 @@ func (p *parking) park(gs *groupServer, fd int, e handoffEntry) bool {
 	if p.closed {
 		return false
 	}
+	p.seq++
+	pc.seq = p.seq
 	// Level-triggered: a request that arrived while the connection was
 	// on its way makes it ready at once. One-shot: it is woken once.
-	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd)}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT, Fd: int32(fd), Pad: int32(pc.seq)}
 	if err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev); err != nil {
 		return false
 	}
@@ -146,17 +155,20 @@ func (p *parking) run(rc interface {
 			return
 		}
 		for _, ev := range events[:n] {
-			p.wake(int(ev.Fd), ev.Events)
+			p.wake(int(ev.Fd), uint32(ev.Pad), ev.Events)
 		}
 	}
 }
 
-// wake takes fd out of the set, readable with events, and serves it.
-func (p *parking) wake(fd int, events uint32) {
+// wake takes the connection parked as seq on fd out of the set, readable
+// with events, and serves it.
+func (p *parking) wake(fd int, seq, events uint32) {
 	p.mu.Lock()
 	pc := p.conns[fd]
-	if pc == nil || p.closed {
-		// Drained or closed meanwhile: not this goroutine's any more.
+	if pc == nil || pc.seq != seq || p.closed {
+		// Gone meanwhile (drained, closed, expired): not this
+		// goroutine's any more. A connection parked since on the same
+		// descriptor number has an event of its own coming.
 		p.mu.Unlock()
 		return
 	}
@@ -200,7 +212,11 @@ func (pc *parkedConn) serve() {
 			return
 		}
 		c.Close()
+		return
 	}
+	// Counted once served, as its server counts it accepted: the
+	// report's accepted connections are those less the handed over.
+	gs.tracker.handedOver.Add(1)
 }
 
 // passOn hands a parked connection to the next worker, or closes it when
@@ -248,7 +264,9 @@ func (p *parking) expire() {
 	}
 	for gs, q := range p.queues {
 		for len(q) > 0 && !q[0].until.After(now) {
-			if pc := q[0]; p.conns[pc.fd] == pc {
+			// One whose request has come meanwhile, its event not
+			// yet handled, stays to be served.
+			if pc := q[0]; p.conns[pc.fd] == pc && !readable(pc.fd) {
 				p.forgetLocked(pc)
 				expired = append(expired, pc.fd)
 			}
@@ -266,6 +284,13 @@ func (p *parking) expire() {
 	for _, fd := range expired {
 		unix.Close(fd)
 	}
+}
+
+// readable reports whether connection fd has bytes to read.
+func readable(fd int) bool {
+	var b [1]byte
+	n, _, err := unix.Recvfrom(fd, b[:], unix.MSG_PEEK|unix.MSG_DONTWAIT)
+	return err == nil && n > 0
 }
 
 // drain ends the set: every parked connection is handed to the next worker

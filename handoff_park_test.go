@@ -5,8 +5,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // parkingGroup is an http group as a worker that takes connections over
@@ -50,6 +53,18 @@ func TestParkedConnServedOnFirstByte(t *testing.T) {
 	if n := parkedIdle(gs); n != 1 {
 		t.Fatalf("%d idle connections with one parked, want 1", n)
 	}
+	// An event left over from an earlier connection on the same
+	// descriptor number, saying it was reset, is not this one's.
+	p.mu.Lock()
+	seq := p.conns[fd].seq
+	p.mu.Unlock()
+	p.wake(fd, seq-1, unix.EPOLLIN|unix.EPOLLHUP)
+	if n := parkedIdle(gs); n != 1 {
+		t.Fatalf("%d idle connections after a stale event, want 1 still parked", n)
+	}
+	if readable(fd) {
+		t.Error("readable before the client sent anything")
+	}
 	accepted := make(chan net.Conn, 1)
 	go func() {
 		if c, err := gs.resumed.Accept(); err == nil {
@@ -82,6 +97,11 @@ func TestParkedConnServedOnFirstByte(t *testing.T) {
 	if n := parkedIdle(gs); n != 0 {
 		t.Errorf("%d idle connections counted after it was served, want 0 (its server counts it now)", n)
 	}
+	// Handed over counts it once served, when its server counts it
+	// accepted: the report's accepted are those less the handed over.
+	if n := gs.tracker.handedOver.Load(); n != 1 {
+		t.Errorf("handed over %d once served, want 1", n)
+	}
 }
 
 // A parked connection waits for its first byte as long as an idle one of
@@ -105,6 +125,9 @@ func TestParkedConnIdleLimit(t *testing.T) {
 		}
 	}
 	waitUntilTrue(t, "no idle connections counted", func() bool { return parkedIdle(gs) == 0 })
+	if n := gs.tracker.handedOver.Load(); n != 0 {
+		t.Errorf("handed over %d, none of them served; want 0", n)
+	}
 }
 
 // A client that resets its parked connection frees its place; one that
@@ -167,5 +190,38 @@ func waitUntilTrue(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("%s: not within %v", what, serveWait)
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// A connection whose request came just as its idle time ran out, its event
+// not yet handled, is not closed by the expiry: it stays to be served.
+func TestParkedConnExpiryKeepsArrived(t *testing.T) {
+	// A set nobody waits on: its events stay unhandled.
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &parking{epfd: epfd, file: os.NewFile(uintptr(epfd), "test-parking"), conns: make(map[int]*parkedConn), queues: make(map[*groupServer]parkQueue)}
+	t.Cleanup(p.close)
+	gs := parkingGroup(t, 50*time.Millisecond)
+	arrived, fd1, laddr, raddr := handedPair(t)
+	p.park(gs, fd1, handoffEntry{kind: handoffHTTP, group: "web", laddr: laddr, raddr: raddr})
+	idle, fd2, laddr, raddr := handedPair(t)
+	p.park(gs, fd2, handoffEntry{kind: handoffHTTP, group: "web", laddr: laddr, raddr: raddr})
+	if _, err := arrived.Write([]byte("GET")); err != nil {
+		t.Fatal(err)
+	}
+	waitUntilTrue(t, "the request readable", func() bool { return readable(fd1) })
+	time.Sleep(100 * time.Millisecond)
+	p.expire()
+	expectEOF(t, idle, nil, "the idle connection past its limit")
+	p.mu.Lock()
+	kept := p.conns[fd1] != nil
+	p.mu.Unlock()
+	if !kept {
+		t.Fatal("the connection whose request had come was expired")
+	}
+	if n := parkedIdle(gs); n != 1 {
+		t.Errorf("%d idle connections counted, want 1: the one whose request came", n)
 	}
 }

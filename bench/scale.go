@@ -52,12 +52,12 @@ type idleConnsRun struct {
 	taken    []time.Duration // the new worker's first → last connection taken over (its log)
 	gone     []time.Duration // signal → old worker gone
 	rss      []int64         // the new worker's VmRSS once it holds every connection, before any is used
+	moved    int             // connections answered by the new build on the same connection after the last reload
+	failures int             // connections that failed after any reload
 
 	// A reload right after one, no connection used in between: its old
 	// worker holds every connection as it took it over.
 	unusedExit, unusedGone time.Duration // drain order → exited; signal → gone
-	moved    int             // connections answered by the new build on the same connection after the last reload
-	failures int             // connections that failed after any reload
 }
 
 // drainRun is gozd's old worker draining conns tcp sessions that are not
