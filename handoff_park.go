@@ -144,8 +144,10 @@ func (p *parking) run(rc interface {
 		var n int
 		err := rc.Read(func(uintptr) bool {
 			var err error
-			n, err = unix.EpollWait(p.epfd, events, 0)
-			// Nothing ready (or interrupted): wait for the set to be.
+			for n, err = unix.EpollWait(p.epfd, events, 0); err == unix.EINTR; {
+				n, err = unix.EpollWait(p.epfd, events, 0)
+			}
+			// Nothing ready: wait for the set to be.
 			return err == nil && n > 0
 		})
 		if err != nil {

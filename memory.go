@@ -45,7 +45,8 @@ import (
 // collection, then the faults), on a CPU it may share with the worker. So
 // the quiet a trim after work waits for doubles, up to maxWorkQuiet, each
 // time work comes back sooner than that after such a trim, and falls back
-// to trimDelay when it comes back later.
+// to trimDelay when it comes back later. Work further apart (a scrape every
+// 15 s) still gets a trim after each: a few milliseconds every so often.
 
 // trimDelay is how long the master has to be quiet before it trims itself.
 const trimDelay = time.Second
