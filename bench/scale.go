@@ -748,7 +748,11 @@ func (r *report) scaleTargets(p func(string, ...any), yes func(bool) string) []s
 		ok := ex.max < targetHandoff10k && h.failures == 0
 		p("| gozd: 10,000 idle connections handed over, old worker gone < %s after the drain order (max) | %s, %d failed | %s |", ms(targetHandoff10k), ms(ex.max), h.failures, yes(ok))
 		if !ok {
-			gaps = append(gaps, fmt.Sprintf("Handing 10,000 idle connections over took up to %s (median %s): each costs the old worker a wake-up of the connection's goroutine (net/http gives a connection up only from it), a descriptor sent over the unix socket and a close; the new worker takes it with two system calls and a goroutine, and on 2 cores its work competes with the old worker's for the CPU until the old one exits. See the new worker's own figure in the table.", ms(ex.max), ms(ex.med)))
+			gap := fmt.Sprintf("Handing 10,000 idle connections over took up to %s (median %s): each costs the old worker a wake-up of the connection's goroutine (net/http gives a connection up only from it) and net/http's teardown of it, then a descriptor sent over the unix socket (its close is not waited for); the new worker parks it, one epoll_ctl, until its next request. On 2 cores the new worker's part competes with the old worker's for the CPU until the old one exits.", ms(ex.max), ms(ex.med))
+			if h.unusedExit > 0 {
+				gap += fmt.Sprintf(" A worker that has not served the connections since it took them over (two reloads back to back) has no goroutine to wake: its drain took %s.", ms(h.unusedExit))
+			}
+			gaps = append(gaps, gap)
 		}
 	}
 	var busy *connRateRun
