@@ -349,6 +349,37 @@ func TestHandoffParkedAcrossReloads(t *testing.T) {
 	}
 }
 
+// TestQuitClosesParked: a graceful stop right after a reload, the
+// connections the new worker took over still waiting for their next
+// request: there is no worker to hand them to, so they are closed at once,
+// as idle ones are, and the daemon exits without waiting for drain_timeout.
+func TestQuitClosesParked(t *testing.T) {
+	d := startMaster(t, newDaemonDir(t), webConf)
+	first := d.worker()
+	conns := make([]*keptConn, 5)
+	for i := range conns {
+		conns[i] = dialKept(t, "tcp", d.addrs["web"])
+		conns[i].get()
+	}
+	d.reload(buildTestDaemon(t, "v2", ""), true, first)
+	d.oldWorkerExit(first)
+	d.waitLog(fmt.Sprintf(`msg="took connections over from the previous worker" pid=%d role=worker gen=2 connections=%d `, d.worker(), len(conns)), 1)
+	start := time.Now()
+	d.proc.signal(syscall.SIGQUIT)
+	for i, k := range conns {
+		k.c.SetReadDeadline(time.Now().Add(waitTimeout))
+		if n, err := k.r.ReadByte(); err != io.EOF {
+			t.Errorf("connection %d: read %v, %v after the stop; want EOF", i, n, err)
+		}
+	}
+	if code := d.proc.wait(); code != 0 {
+		t.Errorf("exit status %d after SIGQUIT, want 0", code)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("quit took %s with taken-over idle connections open; want them closed at once", took)
+	}
+}
+
 // TestHandoffHalfReadRequest: a connection whose next request is half read
 // when the drain begins is not moved (its bytes are in the old worker's
 // buffers): the old worker answers the request, without Connection: close,
