@@ -124,7 +124,7 @@ func TestParkedConnIdleLimit(t *testing.T) {
 			}
 		}
 	}
-	waitUntilTrue(t, "no idle connections counted", func() bool { return parkedIdle(gs) == 0 })
+	pollFor(t, "no idle connections counted", func() bool { return parkedIdle(gs) == 0 })
 	if n := gs.tracker.handedOver.Load(); n != 0 {
 		t.Errorf("handed over %d, none of them served; want 0", n)
 	}
@@ -139,7 +139,7 @@ func TestParkedConnClientGone(t *testing.T) {
 	p.park(gs, fd, handoffEntry{kind: handoffHTTP, group: "web", laddr: laddr, raddr: raddr})
 	client.(*net.TCPConn).SetLinger(0)
 	client.Close()
-	waitUntilTrue(t, "the reset connection's place freed", func() bool { return parkedIdle(gs) == 0 })
+	pollFor(t, "the reset connection's place freed", func() bool { return parkedIdle(gs) == 0 })
 
 	client, fd, laddr, raddr = handedPair(t)
 	p.park(gs, fd, handoffEntry{kind: handoffHTTP, group: "web", laddr: laddr, raddr: raddr})
@@ -182,17 +182,6 @@ func TestParkingEnds(t *testing.T) {
 	}
 }
 
-func waitUntilTrue(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(serveWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, serveWait)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // A connection whose request came just as its idle time ran out, its event
 // not yet handled, is not closed by the expiry: it stays to be served.
 func TestParkedConnExpiryKeepsArrived(t *testing.T) {
@@ -211,7 +200,7 @@ func TestParkedConnExpiryKeepsArrived(t *testing.T) {
 	if _, err := arrived.Write([]byte("GET")); err != nil {
 		t.Fatal(err)
 	}
-	waitUntilTrue(t, "the request readable", func() bool { return readable(fd1) })
+	pollFor(t, "the request readable", func() bool { return readable(fd1) })
 	time.Sleep(100 * time.Millisecond)
 	p.expire()
 	expectEOF(t, idle, nil, "the idle connection past its limit")

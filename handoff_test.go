@@ -203,6 +203,18 @@ func (k *keptConn) response() (pid int, closing bool, err error) {
 
 const getRequest = "GET / HTTP/1.1\r\nHost: gozd.test\r\n\r\n"
 
+// dialIdle opens n keep-alive connections to addr, each idle once one GET
+// is answered on it.
+func dialIdle(t *testing.T, addr string, n int) []*keptConn {
+	t.Helper()
+	conns := make([]*keptConn, n)
+	for i := range conns {
+		conns[i] = dialKept(t, "tcp", addr)
+		conns[i].get()
+	}
+	return conns
+}
+
 // get sends a GET and returns the pid that answered; the response must keep
 // the connection open.
 func (k *keptConn) get() int {
@@ -282,11 +294,7 @@ func TestHandoffManyIdle(t *testing.T) {
 	dir := newDaemonDir(t)
 	d := startMaster(t, dir, webConf)
 	old := d.worker()
-	conns := make([]*keptConn, 500)
-	for i := range conns {
-		conns[i] = dialKept(t, "tcp", d.addrs["web"])
-		conns[i].get()
-	}
+	conns := dialIdle(t, d.addrs["web"], 500)
 	d.proc.signal(syscall.SIGHUP)
 	d.expectQuickExit(old, time.Second, fmt.Sprintf("%d idle connections", len(conns)))
 	d.waitLog(fmt.Sprintf(`msg="handed connections to the new worker" pid=%d role=worker gen=1 connections=%d `, old, len(conns)), 1)
@@ -308,11 +316,7 @@ func TestHandoffParkedAcrossReloads(t *testing.T) {
 	d := startMaster(t, newDaemonDir(t), webConf)
 	first := d.worker()
 	const n = 20
-	conns := make([]*keptConn, n)
-	for i := range conns {
-		conns[i] = dialKept(t, "tcp", d.addrs["web"])
-		conns[i].get()
-	}
+	conns := dialIdle(t, d.addrs["web"], n)
 	leaving := dialKept(t, "tcp", d.addrs["web"])
 	leaving.get()
 	idleIn := func(pid int) func(statusJSON) bool {
@@ -356,11 +360,7 @@ func TestHandoffParkedAcrossReloads(t *testing.T) {
 func TestQuitClosesParked(t *testing.T) {
 	d := startMaster(t, newDaemonDir(t), webConf)
 	first := d.worker()
-	conns := make([]*keptConn, 5)
-	for i := range conns {
-		conns[i] = dialKept(t, "tcp", d.addrs["web"])
-		conns[i].get()
-	}
+	conns := dialIdle(t, d.addrs["web"], 5)
 	d.reload(buildTestDaemon(t, "v2", ""), true, first)
 	d.oldWorkerExit(first)
 	d.waitLog(fmt.Sprintf(`msg="took connections over from the previous worker" pid=%d role=worker gen=2 connections=%d `, d.worker(), len(conns)), 1)
