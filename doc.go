@@ -160,7 +160,11 @@
 // state file writes or metrics scrapes, it returns its free heap to the
 // system and drops its binary's and libraries' pages from its page tables;
 // they stay in the page cache, and what it runs next faults them back. It
-// runs with GOGC 25 unless the environment sets GOGC.
+// runs with GOGC 25 unless the environment sets GOGC. A worker drops its
+// binary's and shared libraries' pages once, a second after it is ready:
+// what its start ran (every package's init, the config, the handlers'
+// registration) is not run again. Read-only files the program maps itself
+// keep their pages.
 //
 // A kept unix socket keeps its file; a changed chmod or owner is applied to
 // it. A new one is bound in a private directory and renamed into place, so

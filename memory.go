@@ -3,11 +3,14 @@ package gozd
 import (
 	"bufio"
 	"bytes"
+	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -47,6 +50,15 @@ import (
 // time work comes back sooner than that after such a trim, and falls back
 // to trimDelay when it comes back later. Work further apart (a scrape every
 // 15 s) still gets a trim after each: a few milliseconds every so often.
+
+// A worker's start, too, runs code it never runs again: every package's
+// init, the config's parsing, the handlers' registration, keys loaded. A
+// second after it is ready, a worker drops the pages of its binary and of
+// its shared libraries from its page tables, once (dropStartPages); what its
+// requests run comes back with a minor fault each, the first time. Unlike
+// the master's, this trim leaves alone a read-only mapping the program made
+// itself (a data file, a database): its pages may be what the program is
+// about to read.
 
 // trimDelay is how long the master has to be quiet before it trims itself.
 const trimDelay = time.Second
@@ -175,17 +187,46 @@ func (t *memoryTrimmer) trim() {
 	t.runMu.Lock()
 	defer t.runMu.Unlock()
 	debug.FreeOSMemory()
-	dropFilePages()
+	dropFilePages(nil)
+}
+
+// dropStartPages is a worker's trim after its start: the pages of its
+// binary, found by the device and inode of /proc/self/exe (which a deploy
+// that replaced the file does not change), and of the shared libraries the
+// dynamic loader mapped.
+func dropStartPages() {
+	if code, err := programCode(); err == nil {
+		dropFilePages(code)
+	}
+}
+
+// programCode tells the mappings of the program's binary and shared
+// libraries.
+func programCode() (func(fileMapping) bool, error) {
+	var st unix.Stat_t
+	if err := unix.Stat("/proc/self/exe", &st); err != nil {
+		return nil, err
+	}
+	exe := fmt.Sprintf("%02x:%02x %d", unix.Major(st.Dev), unix.Minor(st.Dev), st.Ino)
+	return func(m fileMapping) bool { return m.file == exe || isSharedLib(m.path) }, nil
+}
+
+// isSharedLib tells a shared library by its name: libc.so.6,
+// ld-linux-x86-64.so.2, libfoo.so.
+func isSharedLib(path string) bool {
+	base := filepath.Base(path)
+	return strings.HasSuffix(base, ".so") || strings.Contains(base, ".so.")
 }
 
 // dropFilePages drops from this process's page tables the pages of every
-// read-only file mapping that holds no page of its own: the binary's code
+// read-only file mapping that holds no page of its own and that only
+// accepts (every one if only is nil): the binary's code
 // and read-only data, and those of the shared libraries. A mapping written
 // before it was made read-only (relocations under RELRO, in a PIE or a
 // shared library) holds private copies, which MADV_DONTNEED would discard
 // for the file's original bytes; smaps counts them as Anonymous, and such a
 // mapping is left alone. Errors leave memory as it was.
-func dropFilePages() {
+func dropFilePages(only func(fileMapping) bool) {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
 		return
@@ -196,6 +237,9 @@ func dropFilePages() {
 		return
 	}
 	for _, m := range drop {
+		if only != nil && !only(m) {
+			continue
+		}
 		unix.Syscall(unix.SYS_MADVISE, m.start, m.end-m.start, unix.MADV_DONTNEED)
 	}
 }
@@ -240,7 +284,9 @@ func isMappingHeader(line []byte) bool {
 // be dropped.
 type fileMapping struct {
 	start, end uintptr
-	ok         bool // read-only, file-backed, and (once its lines are read) no Anonymous pages
+	ok         bool   // read-only, file-backed, and (once its lines are read) no Anonymous pages
+	file       string // "major:minor inode", as smaps writes them
+	path       string
 }
 
 // parseMappingHeader reads a mapping's range and says whether it is one to
@@ -258,6 +304,8 @@ func parseMappingHeader(line []byte) (m fileMapping) {
 	}
 	perms, inode := f[1], string(f[4])
 	m.start, m.end = uintptr(start), uintptr(end)
+	m.file = string(f[3]) + " " + inode
+	m.path = string(bytes.Join(f[5:], []byte(" ")))
 	m.ok = len(perms) == 4 && perms[0] == 'r' && perms[1] != 'w' && inode != "0" && f[5][0] != '['
 	return m
 }

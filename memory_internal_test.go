@@ -1,10 +1,16 @@
 package gozd
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Which mappings of an smaps listing the master drops: read-only file
@@ -38,10 +44,10 @@ Anonymous:             0 kB
 		t.Fatal(err)
 	}
 	want := []fileMapping{
-		{0x400000, 0x78b000, true},
-		{0x78b000, 0xb3f000, true},
-		{0x7f43ef928000, 0x7f43ef92a000, true},
-		{0x7f0000000000, 0x7f0000001000, true},
+		{0x400000, 0x78b000, true, "fe:00 1234", "/srv/app"},
+		{0x78b000, 0xb3f000, true, "fe:00 1234", "/srv/app"},
+		{0x7f43ef928000, 0x7f43ef92a000, true, "fe:00 99", "/usr/lib/x86_64-linux-gnu/libc.so.6"},
+		{0x7f0000000000, 0x7f0000001000, true, "00:05 77", "/memfd:data (deleted)"},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("got %+v; want %+v", got, want)
@@ -108,4 +114,72 @@ func TestTrimQuietAdapts(t *testing.T) {
 	if due := tr.plan(now, false); due.Sub(now) != trimDelay {
 		t.Fatalf("quiet after work once traffic stopped: %v, want %v", due.Sub(now), trimDelay)
 	}
+}
+
+// A worker's trim after its start drops the pages of its binary from its
+// page tables and leaves a read-only mapping the program made itself (a
+// data file) resident.
+func TestDropStartPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "data")
+	const size = 1 << 20
+	if err := os.WriteFile(path, bytes.Repeat([]byte{1}, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := unix.Mmap(int(f.Fd()), 0, size, unix.PROT_READ, unix.MAP_PRIVATE)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(data)
+	sum := 0
+	for i := 0; i < size; i += os.Getpagesize() {
+		sum += int(data[i])
+	}
+	if sum == 0 {
+		t.Fatal("the data file reads as zeros")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	beforeExe, beforeData := residentKiB(t, exe), residentKiB(t, path)
+	dropStartPages()
+	afterExe, afterData := residentKiB(t, exe), residentKiB(t, path)
+	t.Logf("binary resident %d → %d KiB; data file %d → %d KiB", beforeExe, afterExe, beforeData, afterData)
+	if beforeData != size>>10 || afterData != beforeData {
+		t.Errorf("the data file's mapping: %d KiB resident before, %d after; want %d both times", beforeData, afterData, size>>10)
+	}
+	// Reading smaps again faults some of the binary's pages back.
+	if afterExe > beforeExe/2 {
+		t.Errorf("the binary's resident pages went from %d to %d KiB; want them dropped", beforeExe, afterExe)
+	}
+}
+
+// residentKiB sums the Rss of this process's mappings of path, in KiB.
+func residentKiB(t *testing.T, path string) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/smaps")
+	if err != nil {
+		t.Fatal(err)
+	}
+	total, in := 0, false
+	for line := range strings.Lines(string(b)) {
+		if isMappingHeader([]byte(line)) {
+			in = strings.HasSuffix(strings.TrimSpace(line), " "+path)
+			continue
+		}
+		if v, ok := strings.CutPrefix(line, "Rss:"); ok && in {
+			kb, err := strconv.Atoi(strings.TrimSuffix(strings.TrimSpace(v), " kB"))
+			if err != nil {
+				t.Fatalf("smaps line %q: %v", line, err)
+			}
+			total += kb
+		}
+	}
+	return total
 }

@@ -60,6 +60,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		startReports(h, d, send, done)
 		io.WriteString(ctl, ready())
 		log.Debug("ready")
+		time.AfterFunc(trimDelay, dropStartPages)
 		// Started: back to the master's priority, once the master has
 		// the message that ends a reload.
 		if h.Nice != nil {

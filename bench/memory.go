@@ -160,6 +160,11 @@ func memoryOnce(env *runEnv, name string) (memSample, error) {
 		return m, err
 	}
 	defer s.stop()
+	// The requests come once the start has settled: a server that trims
+	// what its start touched (gozd's master and worker, a second after
+	// they are ready) is then read with what serving faults back in, not
+	// only what it kept of its start.
+	time.Sleep(idleSettle)
 	h, err := dialHTTP(s.httpAddr)
 	if err != nil {
 		return m, err
@@ -221,11 +226,12 @@ func memoryOnce(env *runEnv, name string) (memSample, error) {
 	return m, err
 }
 
-// idleSettle is how long a server is left alone before its idle memory is
-// read, every server alike: gozd's master returns what a start, a reload or
-// the last requests left behind once it has been quiet for a second, and the
-// worker's last report can move its state file's write up to a second later
-// (memory.go and report.go in the gozd package).
+// idleSettle is how long a server is left alone after its start and before
+// its idle memory is read, every server alike: gozd's master returns what a
+// start, a reload or the last requests left behind once it has been quiet
+// for a second, its worker what its start touched a second after it is
+// ready, and the worker's last report can move its state file's write up to
+// a second later (memory.go and report.go in the gozd package).
 const idleSettle = 3 * time.Second
 
 // runMasterReloads reloads an idle gozd n times, each once the previous

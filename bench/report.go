@@ -370,7 +370,7 @@ func (r *report) memoryTable(p func(string, ...any)) {
 	m := r.memory
 	p("## Memory")
 	p("")
-	p("Peak RSS (`VmHWM` in `/proc/PID/status`) of a freshly started server after 10 requests and 10 echoes (*idle*), then with %s idle keep-alive connections open, each having made one request; gozd's is its master's plus its worker's. Median (min–max) of %s.", thousands(int64(m.conns)), plural(r.settings.reps, "start"))
+	p("Peak RSS (`VmHWM` in `/proc/PID/status`) of a server left alone for %v after its start, then given 10 requests and 10 echoes and left alone for %v more (*idle*), then with %s idle keep-alive connections open, each having made one request; gozd's is its master's plus its worker's. Median (min–max) of %s.", idleSettle, idleSettle, thousands(int64(m.conns)), plural(r.settings.reps, "start"))
 	p("")
 	p("| server | idle | with %s connections | per connection | idle ÷ plain | loaded ÷ plain |", thousands(int64(m.conns)))
 	p("|---|---|---|---|---|---|")
