@@ -307,6 +307,49 @@ func TestHandoffManyIdle(t *testing.T) {
 	}
 }
 
+// TestHandoffClosedWhileOldStays: an old worker kept on by a long request
+// still lets go of the connections it handed over, so that the new
+// worker's close of one reaches its client at once, not when the old
+// worker exits.
+func TestHandoffClosedWhileOldStays(t *testing.T) {
+	d := startMaster(t, newDaemonDir(t), webConf)
+	old := d.worker()
+	conns := dialIdle(t, d.addrs["web"], 3)
+	busy := dialKept(t, "tcp", d.addrs["web"])
+	busy.send("GET /sleep?d=50s HTTP/1.1\r\nHost: gozd.test\r\n\r\n")
+	d.waitStatus("the long request under way", func(st statusJSON) bool {
+		return len(st.Workers) == 1 && len(st.Workers[0].Groups) == 1 && st.Workers[0].Groups[0].Active == 1
+	})
+
+	d.reload(buildTestDaemon(t, "v2", ""), true, old)
+	var nw int
+	d.waitStatus("the idle connections in the new worker", func(st statusJSON) bool {
+		for _, w := range st.Workers {
+			if w.Pid != old && len(w.Groups) == 1 && w.Groups[0].Idle == len(conns) {
+				nw = w.Pid
+				return true
+			}
+		}
+		return false
+	})
+	for i, k := range conns {
+		k.send("GET / HTTP/1.1\r\nHost: gozd.test\r\nConnection: close\r\n\r\n")
+		pid, closing, err := k.response()
+		if err != nil || pid != nw || !closing {
+			t.Fatalf("connection %d: answered by pid %d (closing %v, err %v), want the new worker %d closing it", i, pid, closing, err, nw)
+		}
+		k.c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := k.r.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("connection %d, closed by the new worker while the old one serves a long request: read %d bytes, %v; want EOF at once", i, n, err)
+		}
+	}
+	if !processAlive(old) {
+		t.Fatalf("old worker %d exited during its long request", old)
+	}
+	busy.c.Close() // the request's context ends, and the old worker with it
+	d.expectQuickExit(old, 15*time.Second, "its long request's client gone")
+}
+
 // TestHandoffParkedAcrossReloads: connections taken over wait in the new
 // worker, not served until their next request, and count meanwhile as its
 // idle connections in -s status; one whose client closes it stops
