@@ -219,13 +219,13 @@ func isSharedLib(path string) bool {
 }
 
 // dropFilePages drops from this process's page tables the pages of every
-// read-only file mapping that holds no page of its own and that only
-// accepts (every one if only is nil): the binary's code
-// and read-only data, and those of the shared libraries. A mapping written
-// before it was made read-only (relocations under RELRO, in a PIE or a
-// shared library) holds private copies, which MADV_DONTNEED would discard
-// for the file's original bytes; smaps counts them as Anonymous, and such a
-// mapping is left alone. Errors leave memory as it was.
+// read-only file mapping that holds no page of its own, and that only
+// accepts (every one if only is nil): the binary's code and read-only
+// data, and those of the shared libraries. A mapping written before it was
+// made read-only (relocations under RELRO, in a PIE or a shared library)
+// holds private copies, which MADV_DONTNEED would discard for the file's
+// original bytes; smaps counts them as Anonymous, and such a mapping is
+// left alone. Errors leave memory as it was.
 func dropFilePages(only func(fileMapping) bool) {
 	f, err := os.Open("/proc/self/smaps")
 	if err != nil {
