@@ -424,7 +424,8 @@ func (r *report) summary() string {
 	gi, gl := r.memSpread("gozd")
 	pi, pl := r.memSpread("plain")
 	rows := memoryRows()
-	idle := r.memMedian(rows[3], false, rssOf) - r.memMedian(rows[0], false, rssOf)
+	plain, both := rows[0], rows[3]
+	idle := r.memMedian(both, false, rssOf) - r.memMedian(plain, false, rssOf)
 	second := fmt.Sprintf("In steady state gozd serves at %.1f%% or more of the throughput of plain net/http with the same timeouts (lowest: %s, median of the back-to-back pairs). At idle its master and worker hold %.1f MiB more than plain (RSS; %.1f MiB more at their peak, during the start), and %.1f MiB more with %s idle connections.",
 		worstRatio*100, worst, idle, gi.med-pi.med, gl.med-pl.med, thousands(int64(r.memory.conns)))
 	return first + " " + second
