@@ -62,6 +62,26 @@ func buildAll(src, dir string) (binaries, error) {
 	return bins, nil
 }
 
+// againstVersion keys, among gozd's binaries, the one built by buildAgainst.
+const againstVersion = "against"
+
+// buildAgainst builds the bench's gozd server of the gozd checkout at root,
+// as buildAll builds this one's first version (the same version string,
+// so both answer with bodies of one length).
+func buildAgainst(root, dir string) (string, error) {
+	src, err := filepath.Abs(filepath.Join(root, "bench"))
+	if err != nil {
+		return "", err
+	}
+	out := filepath.Join(dir, "gozd-"+againstVersion)
+	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.version="+versions[0], "./servers/gozd")
+	cmd.Dir = src
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building gozd from %s: %v\n%s", src, err, msg)
+	}
+	return out, nil
+}
+
 // install puts the binary src at dst as a deploy does: written to a
 // temporary file beside dst, then renamed over it, so a process running the
 // old file is not disturbed and the next exec of dst runs the new one.

@@ -47,6 +47,10 @@ type settings struct {
 	verbose           bool // log every steady-state measurement
 	reloadRounds      int  // rounds of the reloads under load (reload.go)
 	steadyBlocks      int  // times the steady state starts its servers afresh
+
+	// against is another checkout of gozd whose bench server the steady
+	// state measures against this one's (steady.go); "" for none.
+	against string
 }
 
 // phases of a run, in order.
@@ -74,6 +78,7 @@ func main() {
 	flag.IntVar(&s.latencyReloads, "latency-reloads", 20, "reloads of the keep-alive POST run through the latency proxy")
 	scaleConns := flag.String("scale-conns", "1000,10000", "connections of the scale phase's idle-connection and drain runs, comma-separated")
 	flag.IntVar(&s.masterReloads, "master-reloads", 200, "idle reloads between two readings of the master's RSS")
+	flag.StringVar(&s.against, "against", "", "also measure in the steady state the gozd server built from the checkout at `DIR` (its bench/servers/gozd), in pairs with this one's: an A/B of a change to gozd's per-request path")
 	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, scale, services (no report file)")
 	flag.Parse()
 	for _, f := range strings.Split(*scaleConns, ",") {
@@ -83,6 +88,10 @@ func main() {
 			os.Exit(2)
 		}
 		s.scaleConns = append(s.scaleConns, n)
+	}
+	if s.against != "" && s.out != "" {
+		fmt.Fprintln(os.Stderr, "bench: -against compares two builds of gozd and writes no report: run it without -out")
+		os.Exit(2)
 	}
 	if *only != "" {
 		s.only = map[string]bool{}
@@ -149,6 +158,11 @@ func run(s *settings) error {
 	bins, err := buildAll(src, filepath.Join(tmp, "build"))
 	if err != nil {
 		return err
+	}
+	if s.against != "" {
+		if bins["gozd"][againstVersion], err = buildAgainst(s.against, filepath.Join(tmp, "build")); err != nil {
+			return err
+		}
 	}
 	env := &runEnv{s: s, tmp: tmp, bins: bins}
 

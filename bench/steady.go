@@ -236,11 +236,12 @@ func selfCPU() time.Duration {
 // steadyServer is a server of the steady state and the one it is compared
 // with.
 type steadyServer struct {
-	name  string // in the log and the report
-	bin   string // the program, as built by buildAll
-	args  []string
-	ref   string // the steadyServer whose figures this one's are divided by
-	label string // in the report
+	name    string // in the log and the report
+	bin     string // the program, as built by buildAll
+	version string // of bin; "" for the first
+	args    []string
+	ref     string // the steadyServer whose figures this one's are divided by
+	label   string // in the report
 }
 
 // steadyLineup is the order of the servers in even rounds, reversed in odd
@@ -305,6 +306,10 @@ type steadyResult struct {
 // luck passing for the server's cost.
 func runSteady(env *runEnv) (*steadyResult, error) {
 	began := time.Now()
+	lineup := steadyLineup
+	if env.s.against != "" {
+		lineup = append(slices.Clip(lineup), steadyServer{name: "gozd-against", bin: "gozd", version: againstVersion, ref: "gozd", label: "gozd from " + env.s.against})
+	}
 	res := &steadyResult{servers: steadyShown, samples: map[string]map[string][]sample{}, cpus: planCPUs()}
 	running := map[string]*server{}
 	stopAll := func() {
@@ -317,9 +322,13 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 	// startAll starts every server of the lineup, on the server CPUs, and
 	// returns how many of their threads needed pinning afterwards.
 	startAll := func() (fixed int, err error) {
-		for _, ss := range steadyLineup {
+		for _, ss := range lineup {
 			start := func() error {
-				s, err := env.start(ss.bin, versions[0], ss.args...)
+				version := versions[0]
+				if ss.version != "" {
+					version = ss.version
+				}
+				s, err := env.start(ss.bin, version, ss.args...)
 				if err != nil {
 					return err
 				}
@@ -336,7 +345,7 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 			}
 		}
 		if res.cpus.pinned() {
-			return pinServers(res, running)
+			return pinServers(res, lineup, running)
 		}
 		return 0, nil
 	}
@@ -364,7 +373,7 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 		}
 		for _, w := range workloads {
 			pools := map[string]*pool{}
-			for _, ss := range steadyLineup {
+			for _, ss := range lineup {
 				s := running[ss.name]
 				addr := s.tcpAddr
 				if w.http {
@@ -373,10 +382,10 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 				pools[ss.name] = newPool(w, addr, s.pids(), env.s.clients)
 			}
 			for r := range rounds {
-				for k := range steadyLineup {
-					ss := steadyLineup[k]
+				for k := range lineup {
+					ss := lineup[k]
 					if (round+r)%2 == 1 {
-						ss = steadyLineup[len(steadyLineup)-1-k]
+						ss = lineup[len(lineup)-1-k]
 					}
 					smp := pools[ss.name].measure(env.s.pairWarm, env.s.pairDur)
 					res.samples[w.name][ss.name] = append(res.samples[w.name][ss.name], smp)
@@ -406,6 +415,13 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], rps).format(3),
 			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], cpuPerOp).format(3))
 	}
+	if env.s.against != "" {
+		for _, w := range workloads {
+			logf("  %-17s gozd from %s ÷ gozd: requests/s %s, CPU/req %s", w.name, env.s.against,
+				ratio(res.samples[w.name]["gozd"], res.samples[w.name]["gozd-against"], rps).format(3),
+				ratio(res.samples[w.name]["gozd"], res.samples[w.name]["gozd-against"], cpuPerOp).format(3))
+		}
+	}
 	res.took = time.Since(began)
 	logf("  steady state took %v", res.took.Round(time.Second))
 	return res, nil
@@ -426,9 +442,9 @@ func (r *steadyResult) busy(cpu, dur time.Duration, cpus []int) float64 {
 
 // pinServers checks that every thread of every server runs on the server
 // CPUs, pinning any that does not, and returns how many needed it.
-func pinServers(res *steadyResult, running map[string]*server) (fixed int, err error) {
+func pinServers(res *steadyResult, lineup []steadyServer, running map[string]*server) (fixed int, err error) {
 	serverSet := cpuSetOf(res.cpus.server)
-	for _, ss := range steadyLineup {
+	for _, ss := range lineup {
 		for _, pid := range running[ss.name].pids() {
 			n, err := pinThreads(pid, serverSet)
 			if err != nil {
