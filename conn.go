@@ -104,28 +104,44 @@ func (l httpListener) Accept() (net.Conn, error) {
 }
 
 // httpConn records whether bytes arrived since net/http last reported the
-// connection idle: it reports a connection busy only once a whole request
-// header has arrived, and a drain must not close one whose request is
-// halfway in.
+// connection idle (statusRead): net/http reports a connection busy only once
+// a whole request header has arrived, and a drain must not close one whose
+// request is halfway in. Its state is one status word, which each change of
+// state updates with one compare-and-swap; the fields every request touches
+// come first.
 type httpConn struct {
 	net.Conn
-	read   atomic.Bool
-	status connStatus  // tracked; idle: net/http said StateIdle last (connTracker.httpIdle); hijacked
-	mv     connMove    // handing it to the next worker (handoff.go)
-	h2c    atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
+	status connStatus  // tracked, idle, busy, read, early, hijacked (statusBusy)
 	seen   int         // bytes of the HTTP/2 preface the first reads matched; prefaceDecided once known
+	h2c    atomic.Bool // speaks HTTP/2 without TLS (see noteFirstRead)
+	mv     connMove    // handing it to the next worker (handoff.go)
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
 	n, err := c.Conn.Read(p)
-	if n > 0 && !c.read.Load() {
-		c.read.Store(true)
+	if n > 0 {
+		// Only net/http's background read asks for one byte: what it
+		// took is the next request's first.
+		early := n == 1 && len(p) == 1
+		if early || c.status.Load()&statusRead == 0 {
+			c.markRead(early)
+		}
+		if c.seen < prefaceDecided {
+			c.noteFirstRead(p[:n])
+		}
+		if c.mv.moving.Load() || c.mv.resumed.Load() {
+			c.afterRead()
+		}
 	}
-	if n > 0 && c.seen < prefaceDecided {
-		c.noteFirstRead(p[:n])
-	}
-	c.afterRead(p, n)
 	return n, err
+}
+
+func (c *httpConn) markRead(early bool) {
+	set := uint64(statusRead)
+	if early {
+		set |= statusEarly
+	}
+	c.status.change(set, 0)
 }
 
 // ReadFrom and CloseWrite keep what net/http uses of the connection it
@@ -146,6 +162,9 @@ func (c *httpConn) CloseWrite() error {
 
 // asHTTPConn finds the httpConn under c (plain, or beneath TLS).
 func asHTTPConn(c net.Conn) *httpConn {
+	if hc, ok := c.(*httpConn); ok {
+		return hc
+	}
 	if tc, ok := c.(*tls.Conn); ok {
 		c = tc.NetConn()
 	}

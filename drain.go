@@ -156,7 +156,7 @@ func (t *connTracker) closeIfIdle(c net.Conn) {
 		t.mu.Unlock()
 		return
 	}
-	if hc := asHTTPConn(c); hc != nil && linger == h1Linger && hc.read.Load() {
+	if hc := asHTTPConn(c); hc != nil && linger == h1Linger && hc.status.Load()&statusRead != 0 {
 		// The next request is arriving; net/http reports the connection
 		// busy only once its header is complete, and answers it with
 		// Connection: close. Bytes that never make a request must not
@@ -188,9 +188,9 @@ func isIdle(c net.Conn, st connState) bool {
 func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
 	var old, new uint64
 	if idle {
-		old, new = hc.status.change(statusIdle, 0)
+		old, new = hc.status.toIdle()
 	} else {
-		old, new = hc.status.change(0, statusIdle)
+		old, new = hc.status.change(statusBusy, statusIdle|statusEarly)
 	}
 	t.counts.recount(trackedHTTP, old, new)
 	if t.draining.Load() {

@@ -904,7 +904,7 @@ func TestDrainHTTPHalfSentRequest(t *testing.T) {
 		gs.tracker.mu.Lock()
 		defer gs.tracker.mu.Unlock()
 		for conn := range gs.tracker.conns {
-			if hc := asHTTPConn(conn); hc != nil && hc.read.Load() {
+			if hc := asHTTPConn(conn); hc != nil && hc.status.Load()&statusRead != 0 {
 				return true
 			}
 		}

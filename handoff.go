@@ -816,8 +816,6 @@ func resumedHTTPConn(c net.Conn, srv *http.Server) *httpConn {
 
 // connMove is an HTTP/1.x connection's part in a handoff.
 type connMove struct {
-	busy   atomic.Bool // a request is being read or answered (StateActive)
-	early  atomic.Bool // net/http's background read took the next request's first byte
 	moving atomic.Bool // handing over: the blocked read is woken, Close passes the socket on
 
 	// resumed: taken over from the previous worker, nothing read yet; it
@@ -854,20 +852,6 @@ func deadlineOf(ns int64) time.Time {
 	return time.Unix(0, ns)
 }
 
-// requestStarted and requestDone follow net/http's StateActive and
-// StateIdle.
-func (c *httpConn) requestStarted() {
-	c.mv.busy.Store(true)
-	c.mv.early.Store(false)
-}
-
-func (c *httpConn) requestDone() {
-	// Reads from here on are the next request's, and so is the byte a
-	// background read took while the response was written.
-	c.read.Store(c.mv.early.Load())
-	c.mv.busy.Store(false)
-}
-
 // startMove begins handing the connection to heir, if it sits between
 // requests with nothing of a next one read: its blocked read wakes, net/http
 // closes it, and Close passes the socket on. It reports whether the move
@@ -875,7 +859,7 @@ func (c *httpConn) requestDone() {
 func (c *httpConn) startMove(heir *handoffSender, group string) bool {
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
-	if c.mv.closed || c.mv.busy.Load() || heir.dead.Load() || c.h2c.Load() {
+	if c.mv.closed || c.status.Load()&statusBusy != 0 || heir.dead.Load() || c.h2c.Load() {
 		// An h2c connection speaks HTTP/2: the new worker would read
 		// its frames as an HTTP/1.x request.
 		return false
@@ -884,7 +868,7 @@ func (c *httpConn) startMove(heir *handoffSender, group string) bool {
 		return true
 	}
 	c.mv.moving.Store(true)
-	if c.read.Load() {
+	if c.status.Load()&statusRead != 0 {
 		c.mv.moving.Store(false)
 		return false
 	}
@@ -893,18 +877,12 @@ func (c *httpConn) startMove(heir *handoffSender, group string) bool {
 	return true
 }
 
-// afterRead completes Read: a move that raced with bytes arriving is called
-// off (the request is served here, the move tried again when it is done),
-// and the deadlines of a taken-over connection switch from idle to
-// reading a request.
-func (c *httpConn) afterRead(p []byte, n int) {
-	if n == 1 && len(p) == 1 {
-		// Only net/http's background read asks for one byte.
-		c.mv.early.Store(true)
-	}
-	if n == 0 || (!c.mv.moving.Load() && !c.mv.resumed.Load()) {
-		return
-	}
+// afterRead completes a Read that returned bytes while the connection moves
+// or was taken over: a move that raced with bytes arriving is called off
+// (the request is served here, the move tried again when it is done), and
+// the deadlines of a taken-over connection switch from idle to reading a
+// request.
+func (c *httpConn) afterRead() {
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
 	if c.mv.resumed.Load() {
@@ -975,7 +953,7 @@ func (c *httpConn) Close() error {
 		return nil
 	}
 	c.mv.closed = true
-	move := c.mv.moving.Load() && !c.read.Load()
+	move := c.mv.moving.Load() && c.status.Load()&statusRead == 0
 	heir, group := c.mv.heir, c.mv.group
 	c.mv.mu.Unlock()
 	if !move {

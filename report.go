@@ -188,6 +188,14 @@ const (
 	statusMoreOpen // more requests open than the slots hold (fcgiMove.more)
 )
 
+// Bits of an HTTP connection's status word, in the places of FastCGI's: a
+// word is one or the other.
+const (
+	statusBusy  = statusMidRecord // a request is being read or answered (StateActive)
+	statusRead  = statusMoving    // bytes arrived since StateIdle: the next request's
+	statusEarly = statusClosed    // net/http's background read took the next request's first byte
+)
+
 // connStatus is the status word of an HTTP or FastCGI connection.
 type connStatus struct{ atomic.Uint64 }
 
@@ -196,6 +204,22 @@ func (s *connStatus) change(set, clear uint64) (old, new uint64) {
 	for {
 		old = s.Load()
 		new = old&^clear | set
+		if new == old || s.CompareAndSwap(old, new) {
+			return old, new
+		}
+	}
+}
+
+// toIdle follows net/http's StateIdle on an HTTP connection: reads from
+// here on are the next request's, and so is the byte a background read took
+// while the response was written.
+func (s *connStatus) toIdle() (old, new uint64) {
+	for {
+		old = s.Load()
+		new = old&^(statusBusy|statusRead) | statusIdle
+		if old&statusEarly != 0 {
+			new |= statusRead
+		}
 		if new == old || s.CompareAndSwap(old, new) {
 			return old, new
 		}

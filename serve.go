@@ -529,10 +529,8 @@ func (gs *groupServer) trackHTTP(c net.Conn, state http.ConnState) {
 	case http.StateNew:
 		gs.tracker.add(c)
 	case http.StateActive:
-		hc.requestStarted()
 		gs.tracker.httpIdle(c, hc, false)
 	case http.StateIdle:
-		hc.requestDone() // reads from here on are the next request's
 		gs.tracker.httpIdle(c, hc, true)
 	case http.StateClosed:
 		gs.tracker.remove(c)
