@@ -2,7 +2,7 @@ package gozd
 
 import (
 	"bufio"
-	"errors"
+	"bytes"
 	"io"
 	"log/slog"
 	"strings"
@@ -12,12 +12,18 @@ import (
 
 // Bounds of the master's output.
 const (
-	logBufferSize  = 1 << 20                  // bytes of log lines waiting for a slow log before lines are dropped
-	logFlushWait   = 2 * time.Second          // how long an exiting master waits for its last lines to be written
-	startFlushWait = 100 * time.Millisecond   // how long a started master waits for its lines before saying it started
-	tailSize       = 4 << 10                  // bytes of a failed worker's output quoted in the log
-	outputLineMax  = 64 << 10                 // longer lines of a worker are passed on in pieces this long
-	dropReportMsg  = "log lines were dropped" // the message that says how many
+	logBufferSize  = 1 << 20                // bytes of log lines waiting for a slow log before lines are dropped
+	logFlushWait   = 2 * time.Second        // how long an exiting master waits for its last lines to be written
+	startFlushWait = 100 * time.Millisecond // how long a started master waits for its lines before saying it started
+	tailSize       = 4 << 10                // bytes of a failed worker's output quoted in the log
+	outputLineMax  = 64 << 10               // longer lines of a worker are passed on in pieces this long
+
+	// lineBufferStart is the buffer a worker's output lines and control
+	// messages are first read into; it grows for a longer line, up to the
+	// limit. The master keeps one of each per worker: at 64 KiB they were
+	// half of its live heap during a reload.
+	lineBufferStart = 4 << 10
+	dropReportMsg   = "log lines were dropped" // the message that says how many
 )
 
 // logWriter is the master's stderr (the log file in the background, the
@@ -129,17 +135,37 @@ func (w *logWriter) flush(wait time.Duration) {
 func (m *master) copyOutput(w *worker, r io.ReadCloser) {
 	defer close(w.outDone)
 	defer r.Close()
-	br := bufio.NewReaderSize(r, outputLineMax)
-	for {
-		line, err := br.ReadSlice('\n')
-		if len(line) > 0 {
-			w.tail.Write(line)
-			m.out.Write(line)
-		}
-		if err != nil && !errors.Is(err, bufio.ErrBufferFull) {
-			return
-		}
+	scanOutput(r, func(line []byte) {
+		w.tail.Write(line)
+		m.out.Write(line)
+	})
+}
+
+// scanOutput calls line with each line of r, its newline kept, until r
+// ends: a line longer than outputLineMax comes in pieces that long, and
+// what r ends with after its last newline comes last. line must not keep
+// the slice.
+func scanOutput(r io.Reader, line func([]byte)) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, lineBufferStart), outputLineMax)
+	sc.Split(outputLines)
+	for sc.Scan() {
+		line(sc.Bytes())
 	}
+}
+
+// outputLines is scanOutput's bufio.SplitFunc.
+func outputLines(data []byte, atEOF bool) (advance int, token []byte, err error) {
+	if i := bytes.IndexByte(data, '\n'); i >= 0 && i < outputLineMax {
+		return i + 1, data[:i+1], nil
+	}
+	if len(data) >= outputLineMax {
+		return outputLineMax, data[:outputLineMax], nil
+	}
+	if atEOF && len(data) > 0 {
+		return len(data), data, nil
+	}
+	return 0, nil, nil
 }
 
 // tailBuffer keeps the last max bytes written to it.

@@ -140,7 +140,7 @@ func (m *master) spawn(cfg *Config, acct *account, held map[string]*heldListener
 // readControl turns a worker's messages into events.
 func (m *master) readControl(w *worker) {
 	sc := bufio.NewScanner(w.ctl)
-	sc.Buffer(make([]byte, 0, 64<<10), maxControlLine)
+	sc.Buffer(make([]byte, 0, lineBufferStart), maxControlLine)
 	for sc.Scan() {
 		msg, err := parseControlMsg(sc.Text())
 		if err != nil {
