@@ -12,18 +12,18 @@ import (
 
 // Bounds of the master's output.
 const (
-	logBufferSize  = 1 << 20                // bytes of log lines waiting for a slow log before lines are dropped
-	logFlushWait   = 2 * time.Second        // how long an exiting master waits for its last lines to be written
-	startFlushWait = 100 * time.Millisecond // how long a started master waits for its lines before saying it started
-	tailSize       = 4 << 10                // bytes of a failed worker's output quoted in the log
-	outputLineMax  = 64 << 10               // longer lines of a worker are passed on in pieces this long
+	logBufferSize  = 1 << 20                  // bytes of log lines waiting for a slow log before lines are dropped
+	logFlushWait   = 2 * time.Second          // how long an exiting master waits for its last lines to be written
+	startFlushWait = 100 * time.Millisecond   // how long a started master waits for its lines before saying it started
+	tailSize       = 4 << 10                  // bytes of a failed worker's output quoted in the log
+	outputLineMax  = 64 << 10                 // longer lines of a worker are passed on in pieces this long
+	dropReportMsg  = "log lines were dropped" // the message that says how many
 
 	// lineBufferStart is the buffer a worker's output lines and control
 	// messages are first read into; it grows for a longer line, up to the
 	// limit. The master keeps one of each per worker: at 64 KiB they were
 	// half of its live heap during a reload.
 	lineBufferStart = 4 << 10
-	dropReportMsg   = "log lines were dropped" // the message that says how many
 )
 
 // logWriter is the master's stderr (the log file in the background, the
