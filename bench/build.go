@@ -51,15 +51,24 @@ func buildAll(src, dir string) (binaries, error) {
 		bins[b.name] = map[string]string{}
 		for _, v := range b.versions {
 			out := filepath.Join(dir, b.name+"-"+v)
-			cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.version="+v, "./servers/"+b.name)
-			cmd.Dir = src
-			if msg, err := cmd.CombinedOutput(); err != nil {
-				return nil, fmt.Errorf("building %s %s: %v\n%s", b.name, v, err, msg)
+			if err := buildServer(src, b.name, v, out); err != nil {
+				return nil, err
 			}
 			bins[b.name][v] = out
 		}
 	}
 	return bins, nil
+}
+
+// buildServer builds the server name of the bench module at src, with
+// version as its version string, into out.
+func buildServer(src, name, version, out string) error {
+	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.version="+version, "./servers/"+name)
+	cmd.Dir = src
+	if msg, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("building %s %s in %s: %v\n%s", name, version, src, err, msg)
+	}
+	return nil
 }
 
 // againstVersion keys, among gozd's binaries, the one built by buildAgainst.
@@ -74,12 +83,7 @@ func buildAgainst(root, dir string) (string, error) {
 		return "", err
 	}
 	out := filepath.Join(dir, "gozd-"+againstVersion)
-	cmd := exec.Command("go", "build", "-o", out, "-ldflags", "-X main.version="+versions[0], "./servers/gozd")
-	cmd.Dir = src
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("building gozd from %s: %v\n%s", src, err, msg)
-	}
-	return out, nil
+	return out, buildServer(src, "gozd", versions[0], out)
 }
 
 // install puts the binary src at dst as a deploy does: written to a

@@ -410,16 +410,16 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 			cpuList(res.cpus.server), fixed, cpuList(res.cpus.generator), len(res.cpus.generator))
 	}
 	logf("  %s", res.pinning)
-	for _, w := range workloads {
-		logf("  %-17s gozd ÷ %s: requests/s %s, CPU/req %s", w.name, lineupServer("gozd").ref,
-			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], rps).format(3),
-			ratio(res.samples[w.name][lineupServer("gozd").ref], res.samples[w.name]["gozd"], cpuPerOp).format(3))
-	}
-	if env.s.against != "" {
+	// gozd against its reference, and the other checkout's gozd, if
+	// any, against this one's.
+	for _, ss := range lineup {
+		if ss.bin != "gozd" {
+			continue
+		}
 		for _, w := range workloads {
-			logf("  %-17s gozd from %s ÷ gozd: requests/s %s, CPU/req %s", w.name, env.s.against,
-				ratio(res.samples[w.name]["gozd"], res.samples[w.name]["gozd-against"], rps).format(3),
-				ratio(res.samples[w.name]["gozd"], res.samples[w.name]["gozd-against"], cpuPerOp).format(3))
+			logf("  %-17s %s ÷ %s: requests/s %s, CPU/req %s", w.name, ss.label, ss.ref,
+				ratio(res.samples[w.name][ss.ref], res.samples[w.name][ss.name], rps).format(3),
+				ratio(res.samples[w.name][ss.ref], res.samples[w.name][ss.name], cpuPerOp).format(3))
 		}
 	}
 	res.took = time.Since(began)
