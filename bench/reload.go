@@ -311,6 +311,7 @@ type exitRun struct {
 	floor    []time.Duration // the binary started with -h, until it exits
 	times    []time.Duration
 	served   []time.Duration // signal → new build answers, without load
+	startCPU []time.Duration // the new serving process's CPU time from its exec until the new build answered, without load
 	readyLog []time.Duration // gozd's "worker ready after=", without load
 	steps    []stepsServed   // gozd's start steps, without load
 	nothing  []time.Duration // a Go program that does nothing, exec to exit: the floor of any start
@@ -353,7 +354,7 @@ func runExitRounds(env *runEnv, names []string, step func(string)) ([]*exitRun, 
 		}
 	}
 	for _, ex := range out {
-		logf("  %s: last close → exit %v; idle signal → serving %v", ex.server, durSpreadOf(ex.times), durSpreadOf(ex.served))
+		logf("  %s: last close → exit %v; idle signal → serving %v; the new process's CPU until it answered %v", ex.server, durSpreadOf(ex.times), durSpreadOf(ex.served), durSpreadOf(ex.startCPU))
 		if len(ex.steps) > 0 {
 			logf("  %s: idle steps, medians: %s", ex.server, stepsLine(ex.steps))
 		}
@@ -436,6 +437,10 @@ func runExitAfterClose(env *runEnv, ex *exitRun, samples, floors int) error {
 			c.Close()
 			return err
 		}
+		// The new process has been idle since it answered the poller:
+		// its CPU time so far is what its start cost, exec included
+		// (the same task since the fork), up to its first answers.
+		ex.startCPU = append(ex.startCPU, runTime([]int{s.serving}))
 		if name == "gozd" {
 			ex.readyLog = append(ex.readyLog, after)
 			if st, ok := readySteps(s.lastReady); ok {

@@ -350,10 +350,10 @@ func (r *report) reloadTable(p func(string, ...any)) {
 func (r *report) exitTable(p func(string, ...any)) {
 	p("## Old process exit after its last connection closes; reloads without load")
 	p("")
-	p("Idle server, %d reloads each, in %d rounds in which the servers take turns (as under load): a tcp echo connection to the serving process is held open across the reload; once the old process drains (gozd's master logs `worker draining`; the tableflip server prints `draining` when `Exit()` fires) and 100 ms have passed, the bench closes it and polls `/proc/PID` every millisecond until the old process is gone. (gozd's own `old worker exited ... after=` counts from the drain order, not from the last close.) The same reloads, without load, give the *idle* signal → new build figures. *Start floor*: the server's binary run with `-h`, from exec until it exits, median of %d: what any new process of that program costs before it can serve; its starts are spread over the rounds too.", r.settings.exitSamples, max(1, min(exitRounds, r.settings.exitSamples)), floorStarts)
+	p("Idle server, %d reloads each, in %d rounds in which the servers take turns (as under load): a tcp echo connection to the serving process is held open across the reload; once the old process drains (gozd's master logs `worker draining`; the tableflip server prints `draining` when `Exit()` fires) and 100 ms have passed, the bench closes it and polls `/proc/PID` every millisecond until the old process is gone. (gozd's own `old worker exited ... after=` counts from the drain order, not from the last close.) The same reloads, without load, give the *idle* signal → new build figures, and *the new process's CPU until it answers*: its threads' run time (`/proc/PID/task/*/schedstat`) read once the new build has answered the polling client, from its fork (the exec included) through its start and its first answers. *Start floor*: the server's binary run with `-h`, from exec until it exits, median of %d: what any new process of that program costs before it can serve; its starts are spread over the rounds too.", r.settings.exitSamples, max(1, min(exitRounds, r.settings.exitSamples)), floorStarts)
 	p("")
-	p("| server | samples | last close → exit: median | p99 | min–max | idle: signal → new build answers, median / p99 (min–max) | idle: worker ready (log), median / p99 | start floor |")
-	p("|---|---|---|---|---|---|---|---|")
+	p("| server | samples | last close → exit: median | p99 | min–max | idle: signal → new build answers, median / p99 (min–max) | idle: worker ready (log), median / p99 | idle: the new process's CPU until it answers, median (min–max) | start floor |")
+	p("|---|---|---|---|---|---|---|---|---|")
 	for _, e := range r.exits {
 		d, sv := durSpreadOf(e.times), durSpreadOf(e.served)
 		logged := "—"
@@ -361,7 +361,12 @@ func (r *report) exitTable(p func(string, ...any)) {
 			l := durSpreadOf(e.readyLog)
 			logged = fmt.Sprintf("%s / %s", ms(l.med), ms(l.p99))
 		}
-		p("| %s | %d | %s | %s | %s | %s / %s (%s) | %s | %s |", e.server, d.n, ms(d.med), ms(d.p99), durRange(d), ms(sv.med), ms(sv.p99), durRange(sv), logged, ms(durSpreadOf(e.floor).med))
+		cpu := "—"
+		if len(e.startCPU) > 0 {
+			c := durSpreadOf(e.startCPU)
+			cpu = fmt.Sprintf("%s (%s)", ms(c.med), durRange(c))
+		}
+		p("| %s | %d | %s | %s | %s | %s / %s (%s) | %s | %s | %s |", e.server, d.n, ms(d.med), ms(d.p99), durRange(d), ms(sv.med), ms(sv.p99), durRange(sv), logged, cpu, ms(durSpreadOf(e.floor).med))
 	}
 	p("")
 }
