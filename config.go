@@ -53,6 +53,11 @@ type Config struct {
 	Groups       []GroupConfig // in file order
 
 	OpsConfig // shutdown_delay, log_level, log_format (config_ops.go)
+
+	// A worker gets its Config from the master as JSON and decodes it
+	// field by field: a field added here, in OpsConfig or in GroupConfig
+	// needs its line in handover_decode.go (TestParseHandover fails until
+	// then).
 }
 
 // GroupConfig is one listener group: a named address served in one Mode.

@@ -56,8 +56,8 @@ func readHandover() (*handover, error) {
 // listener descriptor past the control socket for each of its groups and
 // for nothing else.
 func decodeHandover(b []byte) (*handover, error) {
-	var h handover
-	if err := json.Unmarshal(b, &h); err != nil {
+	h, err := parseHandover(b) // json.Unmarshal's result, sooner (handover_decode.go)
+	if err != nil {
 		return nil, err
 	}
 	if h.Config == nil {
@@ -82,7 +82,7 @@ func decodeHandover(b []byte) (*handover, error) {
 			return nil, fmt.Errorf("group %q: listener descriptor %d is not past the control socket (%d)", name, fd, workerControlFD)
 		}
 	}
-	return &h, nil
+	return h, nil
 }
 
 // maxControlLine bounds one line of the control socket. A metrics reply or

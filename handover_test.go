@@ -2,6 +2,8 @@ package gozd
 
 import (
 	"encoding/json"
+	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -92,6 +94,114 @@ func TestDecodeHandover(t *testing.T) {
 		if _, err := decodeHandover(b); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: decodeHandover(%s) = %v; want an error with %q", tc.name, b, err, tc.want)
 		}
+	}
+}
+
+// TestParseHandover holds the worker's decoder of its handover to
+// json.Unmarshal: for a handover whose every field json.Marshal writes has a
+// value of its own (a field added to Config and not decoded fails here),
+// for the master's real one, and for JSON's own cases (null, absent, empty).
+func TestParseHandover(t *testing.T) {
+	var full handover
+	n := 0
+	fillExported(reflect.ValueOf(&full).Elem(), &n)
+	texts := map[string][]byte{"every field set": mustMarshal(t, &full), "a master's": testHandover(t)}
+	for name, text := range map[string]string{
+		"nulls":       `{"gen":null,"config":{"File":null,"Groups":[null,{"Name":"a","Protocols":null}]},"fds":null,"nice":null}`,
+		"empty":       `{"config":{"Groups":[],"MaxFDs":0},"fds":{},"nice":0}`,
+		"unknown":     `{"later":{"x":[1,2]},"config":{"Groups":[{"Name":"a","Later":true}]},"fds":{"a":4}}`,
+		"whitespace":  " {\"gen\": 7 }\n",
+		"big numbers": `{"config":{"DrainTimeout":9223372036854775807,"MaxFDs":18446744073709551615,"Groups":[{"Chmod":4294967295}]}}`,
+	} {
+		texts[name] = []byte(text)
+	}
+	for name, b := range texts {
+		var want handover
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		got, err := parseHandover(b)
+		if err != nil {
+			t.Errorf("%s: parseHandover(%s): %v", name, b, err)
+			continue
+		}
+		if !reflect.DeepEqual(got, &want) {
+			t.Errorf("%s: parseHandover(%s)\n = %+v, config %+v\nwant %+v, config %+v", name, b, got, got.Config, &want, want.Config)
+		}
+	}
+	for _, tc := range []struct{ text, want string }{
+		{`{"gen":"3"}`, `handover: gen: want a whole number of`},
+		{`{"gen":1.5}`, `handover: gen: want a whole number of`},
+		{`{"config":{"Groups":[{"Chmod":-1}]}}`, `handover: config.Groups[0].Chmod: want a whole number of 32 bits, 0 or more, have the number -1`},
+		{`{"config":{"Groups":[{"Chmod":4294967296}]}}`, `Chmod: want a whole number of 32 bits`},
+		{`{"config":{"Groups":{"Name":"a"}}}`, `handover: config.Groups: want an array, have an object`},
+		{`{"config":{"Groups":["a"]}}`, `handover: config.Groups[0]: want an object, have "a"`},
+		{`{"config":{"Groups":[{"Protocols":["h2",2]}]}}`, `handover: config.Groups[0].Protocols[1]: want a string, have the number 2`},
+		{`{"config":[]}`, `handover: config: want an object, have an array`},
+		{`{"fds":{"a":"4"}}`, `handover: fds.a: want a whole number`},
+		{`{"verbose":"yes"}`, `handover: verbose: want true or false, have "yes"`},
+		{`{"config":{"File":1}}`, `handover: config.File: want a string, have the number 1`},
+		{`[]`, `want a JSON object, have an array`},
+		{`{} {}`, `more after the handover's JSON object`},
+		{`{"gen":`, `unexpected EOF`},
+	} {
+		var v handover
+		jsonErr := json.Unmarshal([]byte(tc.text), &v)
+		if _, err := parseHandover([]byte(tc.text)); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("parseHandover(%s) = %v; want an error with %q", tc.text, err, tc.want)
+		} else if jsonErr == nil {
+			t.Errorf("parseHandover(%s) = %v, but json.Unmarshal takes it", tc.text, err)
+		}
+	}
+}
+
+func mustMarshal(t *testing.T, v any) []byte {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// fillExported gives every exported field under v a value of its own, not
+// the zero value: strings, numbers and booleans, two elements for a slice
+// or a map, a pointer to a filled value. *n counts the values made.
+func fillExported(v reflect.Value, n *int) {
+	*n++
+	switch v.Kind() {
+	case reflect.String:
+		v.SetString(fmt.Sprintf("s%d", *n))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(int64(*n))
+	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
+		v.SetUint(uint64(*n))
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fillExported(v.Elem(), n)
+	case reflect.Slice:
+		v.Set(reflect.MakeSlice(v.Type(), 2, 2))
+		for i := range 2 {
+			fillExported(v.Index(i), n)
+		}
+	case reflect.Map:
+		v.Set(reflect.MakeMap(v.Type()))
+		for range 2 {
+			k, e := reflect.New(v.Type().Key()).Elem(), reflect.New(v.Type().Elem()).Elem()
+			fillExported(k, n)
+			fillExported(e, n)
+			v.SetMapIndex(k, e)
+		}
+	case reflect.Struct:
+		for i := range v.NumField() {
+			if v.Type().Field(i).IsExported() {
+				fillExported(v.Field(i), n)
+			}
+		}
+	default:
+		panic("fillExported: no value for a " + v.Kind().String())
 	}
 }
 
