@@ -311,7 +311,7 @@ type exitRun struct {
 	floor    []time.Duration // the binary started with -h, until it exits
 	times    []time.Duration
 	served   []time.Duration // signal → new build answers, without load
-	startCPU []time.Duration // the new serving process's CPU time from its exec until the new build answered, without load
+	startCPU []time.Duration // the new serving process's CPU time from its fork (exec included) until the new build answered, without load
 	readyLog []time.Duration // gozd's "worker ready after=", without load
 	steps    []stepsServed   // gozd's start steps, without load
 	nothing  []time.Duration // a Go program that does nothing, exec to exit: the floor of any start

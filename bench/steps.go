@@ -83,8 +83,12 @@ func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (g
 		more := ""
 		if len(gi.startCPU) > 0 && len(ti.startCPU) > 0 {
 			gc, tc := durSpreadOf(gi.startCPU).med, durSpreadOf(ti.startCPU).med
-			more = fmt.Sprintf(" Without load, gozd's new worker used median %s of CPU from its fork until it answered, tableflip's new process %s (%+.2f ms), and its binary's start floor (`-h`) is %s against %s: a gozd worker's start does more (the handover from the master decoded, the metrics library's package init, the build and ready messages, its priority set back once ready), and on 2 cores an idle reload is short of CPU too, the polling client and the old process taking their share.",
+			more = fmt.Sprintf(" Without load, gozd's new worker used median %s of CPU from its fork until it answered, tableflip's new process %s (%+.2f ms), and its binary's start floor (`-h`) is %s against %s",
 				ms(gc), ms(tc), float64(gc-tc)/float64(time.Millisecond), ms(durSpreadOf(gi.floor).med), ms(durSpreadOf(ti.floor).med))
+			if gc > tc {
+				more += ": a gozd worker's start does more (the metrics library's package init, the handover from the master decoded, the build and ready messages, its priority set back once ready), and on 2 cores an idle reload is short of CPU, the polling client and the old process taking their share"
+			}
+			more += "."
 		}
 		gaps = append(gaps, fmt.Sprintf("Signal → new build answers: gozd median %s, p99 %s under load against tableflip's %s, %s (%.2f×); without load %s against %s. %s. The new worker's start at a raised priority (`start_boost`) is what puts gozd level with or ahead of tableflip under load.%s",
 			ms(gs.med), ms(gs.p99), ms(ts.med), ms(ts.p99), ratio, ms(gis.med), ms(tis.med), cause, more))
