@@ -133,7 +133,7 @@ type jsonFields struct {
 
 func (f jsonFields) fail(key, want string, v any) {
 	if *f.err == nil {
-		*f.err = fmt.Errorf("handover: %s%s: want %s, have %s", f.at, key, want, jsonKind(v))
+		*f.err = fmt.Errorf("%s%s: want %s, have %s", f.at, key, want, jsonKind(v))
 	}
 }
 
