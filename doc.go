@@ -266,7 +266,9 @@
 // start's time went: signal_to_fork (a reload's config read, bind, fork and
 // exec), exec_to_main (the runtime's start and every package's init: keep
 // init functions cheap, they run in the master and in every new worker) and
-// main_to_ready (handlers registered, every group accepting).
+// main_to_ready (handlers registered, every group accepting); its "worker
+// draining" line says, after=, how long the old worker took from the drain
+// order to stop accepting (its listeners closed).
 //
 // # systemd
 //

@@ -250,7 +250,13 @@ func (m *master) loop() int {
 		case evReady:
 			m.ready(ev.w)
 		case evDraining:
-			m.log.Info("worker draining", "worker", ev.w.pid, "gen", ev.w.gen, "connections", ev.n)
+			// The worker says so once its listeners are closed: after=
+			// is how long it took to stop accepting once told to.
+			attrs := []any{"worker", ev.w.pid, "gen", ev.w.gen, "connections", ev.n}
+			if !ev.w.drained.IsZero() {
+				attrs = append(attrs, "after", time.Since(ev.w.drained).Round(time.Microsecond))
+			}
+			m.log.Info("worker draining", attrs...)
 		case evReadyTimeout:
 			if ev.w == m.starting {
 				m.log.Error("new worker not ready in time; killing it", "worker", ev.w.pid, "gen", ev.w.gen, "ready_timeout", ev.w.cfg.readyTimeout())

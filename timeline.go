@@ -18,6 +18,10 @@ import (
 //	main_to_ready   until the master has the worker's ready: the program
 //	                registering its handlers, every group accepting
 //
+// What follows the ready, the old worker told to drain, is in the master's
+// "worker draining" line: after= from the drain order until the old
+// worker's reply that it stopped accepting (master.go).
+//
 // The worker tells when its Daemonize began (msgTimeline, wall clock: both
 // processes read the same one), if its master asks (handover.Timeline): an
 // older master would take the message for a bad one.

@@ -10,13 +10,22 @@ import (
 
 // The master's "worker ready" line says where a start's time went: the
 // first start from exec to main and from main to ready, a reload also from
-// the signal to the fork.
+// the signal to the fork; and its "worker draining" line how long the old
+// worker took to stop accepting once told to drain.
 func TestReadyTimeline(t *testing.T) {
 	d := startMaster(t, newDaemonDir(t), "[web]\nmode http\nlisten 127.0.0.1:0\n")
 	d.waitLog(`msg="worker ready"`, 1)
 	installBinary(t, buildTestDaemon(t, "v2", ""), d.bin)
 	d.proc.signal(syscall.SIGHUP)
 	d.waitLog(`msg="worker ready"`, 2)
+	// The old worker's reply to the drain order says how long it took
+	// to stop accepting.
+	d.waitLog(`msg="worker draining"`, 1)
+	if m := regexp.MustCompile(`msg="worker draining" .* after=(\S+)`).FindStringSubmatch(d.proc.out.String()); m == nil {
+		t.Errorf("no after= in the worker draining line:\n%s", d.proc.out.String())
+	} else if d, err := time.ParseDuration(m[1]); err != nil || d <= 0 {
+		t.Errorf("worker draining after=%s, want a duration over 0", m[1])
+	}
 
 	step := regexp.MustCompile(` (signal_to_fork|exec_to_main|main_to_ready)=(\S+)`)
 	var lines []string
