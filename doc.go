@@ -267,8 +267,8 @@
 // exec), exec_to_main (the runtime's start and every package's init: keep
 // init functions cheap, they run in the master and in every new worker) and
 // main_to_ready (handlers registered, every group accepting); its "worker
-// draining" line says, after=, how long the old worker took from the drain
-// order to stop accepting (its listeners closed).
+// draining" line says, after=, how long the old worker took to answer the
+// drain order, which it does once its listeners are closed.
 //
 // # systemd
 //

@@ -117,6 +117,7 @@ type event struct {
 	w    *worker
 	n    int
 	msg  controlMsg // evReport
+	at   time.Time  // evDraining: when the worker's message was read
 
 	// evConfigLoaded: the config a reload read, or why it could not.
 	cfg  *Config
@@ -250,11 +251,13 @@ func (m *master) loop() int {
 		case evReady:
 			m.ready(ev.w)
 		case evDraining:
-			// The worker says so once its listeners are closed: after=
-			// is how long it took to stop accepting once told to.
+			// The worker replies once its listeners are closed and it
+			// has taken the new worker's socket: after=, from the order
+			// to the reply read (not to the loop's turn for it), bounds
+			// how long it kept accepting once told to stop.
 			attrs := []any{"worker", ev.w.pid, "gen", ev.w.gen, "connections", ev.n}
 			if !ev.w.drained.IsZero() {
-				attrs = append(attrs, "after", time.Since(ev.w.drained).Round(time.Microsecond))
+				attrs = append(attrs, "after", max(ev.at.Sub(ev.w.drained), 0).Round(time.Microsecond))
 			}
 			m.log.Info("worker draining", attrs...)
 		case evReadyTimeout:

@@ -151,7 +151,7 @@ func (m *master) readControl(w *worker) {
 		case msgReady:
 			m.events <- event{kind: evReady, w: w}
 		case msgDraining:
-			m.events <- event{kind: evDraining, w: w, n: msg.connections}
+			m.events <- event{kind: evDraining, w: w, n: msg.connections, at: time.Now()}
 		default:
 			if ev, ok := m.reportEvent(w, msg); ok {
 				m.events <- ev

@@ -20,7 +20,7 @@ import (
 //
 // What follows the ready, the old worker told to drain, is in the master's
 // "worker draining" line: after= from the drain order until the old
-// worker's reply that it stopped accepting (master.go).
+// worker's reply, sent once its listeners are closed (master.go).
 //
 // The worker tells when its Daemonize began (msgTimeline, wall clock: both
 // processes read the same one), if its master asks (handover.Timeline): an

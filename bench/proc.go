@@ -505,6 +505,24 @@ type startSteps struct {
 
 func (st startSteps) total() time.Duration { return st.fork + st.main + st.ready }
 
+// stoppedAccepting is how long gozd's old worker old took to answer the
+// drain order, which it does once its listeners are closed: its master's
+// "worker draining" line logged since log mark from, after=; 0 when the
+// line or its after= does not come.
+func (s *server) stoppedAccepting(from, old int) time.Duration {
+	line, _, err := s.log.waitFor(from, func(l string) bool {
+		return strings.Contains(l, `worker draining"`) && logField(l, "worker") == strconv.Itoa(old)
+	}, 5*time.Second)
+	if err != nil {
+		return 0
+	}
+	d, err := time.ParseDuration(logField(line, "after"))
+	if err != nil {
+		return 0
+	}
+	return d
+}
+
 // readySteps reads the steps from a "worker ready" line; ok is false when
 // the line lacks one (a start that was no reload).
 func readySteps(line string) (st startSteps, ok bool) {

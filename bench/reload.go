@@ -264,7 +264,7 @@ func runReloads(env *runEnv, name string, reloads int) (*reloadRun, error) {
 		if name == "gozd" {
 			rr.readyLog = append(rr.readyLog, after)
 			if st, ok := readySteps(s.lastReady); ok {
-				rr.steps = append(rr.steps, stepsServed{st, seen.Sub(t0)})
+				rr.steps = append(rr.steps, stepsServed{startSteps: st, served: seen.Sub(t0), stop: s.stoppedAccepting(from, old)})
 			}
 		}
 		// tableflip refuses to upgrade again before the old process
@@ -322,6 +322,7 @@ type exitRun struct {
 type stepsServed struct {
 	startSteps
 	served time.Duration
+	stop   time.Duration // the drain order until the old worker's reply, its listeners closed (its "worker draining" after=); 0 when not logged
 }
 
 // exitRounds is how many rounds the idle reloads (and the start floors) of
@@ -444,7 +445,7 @@ func runExitAfterClose(env *runEnv, ex *exitRun, samples, floors int) error {
 		if name == "gozd" {
 			ex.readyLog = append(ex.readyLog, after)
 			if st, ok := readySteps(s.lastReady); ok {
-				ex.steps = append(ex.steps, stepsServed{st, seen.Sub(t0)})
+				ex.steps = append(ex.steps, stepsServed{startSteps: st, served: seen.Sub(t0), stop: s.stoppedAccepting(from, old)})
 			}
 		}
 		// The old process says it drains: gozd's master logs it,

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"time"
 )
 
@@ -29,14 +30,18 @@ func (r *report) stepsTable(p func(string, ...any)) {
 	}
 	p("## Where a gozd reload's time goes")
 	p("")
-	p("From the master's `worker ready` line (`signal_to_fork`: the SIGHUP handled until the new worker's process exists, its config read, bind, fork and exec; `exec_to_main`: the dynamic loader, the Go runtime's start and every package's init; `main_to_ready`: handlers registered, every group accepting, the ready message read by the master), and the bench's own *signal → new build answers*; the rest is the old worker told to drain and the polling client's next answer. Medians. The floors: a Go program that does nothing, from exec to exit ([bench/servers/nothing](bench/servers/nothing)), and the bench's gozd server with `-h` (every package's init, then exit), both without load.")
+	p("From the master's `worker ready` line (`signal_to_fork`: the SIGHUP handled until the new worker's process exists, its config read, bind, fork and exec; `exec_to_main`: the dynamic loader, the Go runtime's start and every package's init; `main_to_ready`: handlers registered, every group accepting, the ready message read by the master), and the bench's own *signal → new build answers*; the rest is the old worker told to drain and the polling client's next answer. *Of which, drain order → old worker's reply*: the master's `worker draining` line, `after=`, from the drain order it sends as it reads the ready to the old worker's reply, which it writes once its listeners are closed and it has taken the new worker's socket; until its listeners are closed the two workers share the accept queue. Medians. The floors: a Go program that does nothing, from exec to exit ([bench/servers/nothing](bench/servers/nothing)), and the bench's gozd server with `-h` (every package's init, then exit), both without load.")
 	p("")
-	p("| reloads | signal → fork | exec → main | main → ready | ready → new build answers | signal → new build answers | tableflip: signal → new build answers |")
-	p("|---|---:|---:|---:|---:|---:|---:|")
+	p("| reloads | signal → fork | exec → main | main → ready | ready → new build answers | of which, drain order → old worker's reply | signal → new build answers | tableflip: signal → new build answers |")
+	p("|---|---:|---:|---:|---:|---:|---:|---:|")
 	row := func(label string, xs []stepsServed, tf []time.Duration) {
 		m := stepMediansOf(xs)
-		p("| %s | %s | %s | %s | %s | %s | %s |", label,
-			ms(m.fork), ms(m.main), ms(m.ready), ms(m.rest), ms(m.served), ms(durSpreadOf(tf).med))
+		stop := "—"
+		if m.stop > 0 {
+			stop = ms(m.stop)
+		}
+		p("| %s | %s | %s | %s | %s | %s | %s | %s |", label,
+			ms(m.fork), ms(m.main), ms(m.ready), ms(m.rest), stop, ms(m.served), ms(durSpreadOf(tf).med))
 	}
 	tfIdle, tfLoad := r.exit("tableflip"), r.reload("tableflip")
 	row(fmt.Sprintf("%d without load", len(ex.steps)), ex.steps, tfIdle.served)
@@ -98,7 +103,10 @@ func (r *report) reloadTargets(p func(string, ...any), yes func(bool) string) (g
 
 // stepMedians are the medians of a run's start steps; rest is what follows
 // the ready until the new build answers.
-type stepMedians struct{ fork, main, ready, rest, served time.Duration }
+type stepMedians struct {
+	fork, main, ready, rest, served time.Duration
+	stop                            time.Duration // of the reloads that logged it; 0 if none did
+}
 
 func stepMediansOf(xs []stepsServed) stepMedians {
 	return stepMedians{
@@ -107,12 +115,13 @@ func stepMediansOf(xs []stepsServed) stepMedians {
 		ready:  medianOf(xs, func(x stepsServed) time.Duration { return x.ready }),
 		rest:   medianOf(xs, func(x stepsServed) time.Duration { return x.served - x.total() }),
 		served: medianOf(xs, func(x stepsServed) time.Duration { return x.served }),
+		stop:   medianOf(slices.DeleteFunc(slices.Clone(xs), func(x stepsServed) bool { return x.stop <= 0 }), func(x stepsServed) time.Duration { return x.stop }),
 	}
 }
 
 // stepsLine is the medians of a run's start steps, for the bench's log.
 func stepsLine(xs []stepsServed) string {
 	m := stepMediansOf(xs)
-	return fmt.Sprintf("signal → fork %s, exec → main %s, main → ready %s, ready → answer %s",
-		ms(m.fork), ms(m.main), ms(m.ready), ms(m.rest))
+	return fmt.Sprintf("signal → fork %s, exec → main %s, main → ready %s, ready → answer %s (drain order → old worker's reply %s)",
+		ms(m.fork), ms(m.main), ms(m.ready), ms(m.rest), ms(m.stop))
 }

@@ -8,11 +8,13 @@ import (
 
 func TestStepsReport(t *testing.T) {
 	steps := func(fork, main, ready, served float64) stepsServed {
-		return stepsServed{startSteps{ds(fork)[0], ds(main)[0], ds(ready)[0]}, ds(served)[0]}
+		return stepsServed{startSteps: startSteps{ds(fork)[0], ds(main)[0], ds(ready)[0]}, served: ds(served)[0]}
 	}
+	// The drain order's reply, logged for some reloads only.
+	stopped := func(st stepsServed, stop float64) stepsServed { st.stop = ds(stop)[0]; return st }
 	r := &report{settings: &settings{}}
 	r.reloads = []*reloadRun{
-		{server: "gozd", served: ds(14, 15, 16), steps: []stepsServed{steps(1, 6, 2, 14), steps(1, 7, 2, 15), steps(2, 7, 3, 16)}},
+		{server: "gozd", served: ds(14, 15, 16), steps: []stepsServed{stopped(steps(1, 6, 2, 14), 0.8), steps(1, 7, 2, 15), stopped(steps(2, 7, 3, 16), 1.2)}},
 		{server: "tableflip", served: ds(13, 15, 30)},
 	}
 	r.exits = []*exitRun{
@@ -31,8 +33,8 @@ func TestStepsReport(t *testing.T) {
 	gaps := r.reloadTargets(p, yes)
 	out := b.String()
 	for _, want := range []string{
-		"| 3 without load | 500 µs | 4.00 ms | 1.50 ms | 3.00 ms | 9.00 ms | 8.00 ms |",
-		"| 3 under load | 1.00 ms | 7.00 ms | 2.00 ms | 5.00 ms | 15.0 ms | 15.0 ms |",
+		"| 3 without load | 500 µs | 4.00 ms | 1.50 ms | 3.00 ms | — | 9.00 ms | 8.00 ms |",
+		"| 3 under load | 1.00 ms | 7.00 ms | 2.00 ms | 5.00 ms | 1.00 ms | 15.0 ms | 15.0 ms |",
 		"a Go program that does nothing 1.50 ms",
 		"median ≤ 0.8 × tableflip's | 15.0 ms ÷ 15.0 ms = 1.00 | **no** |",
 		"p99 ≤ tableflip's | 16.0 ms vs 30.0 ms | yes |",
