@@ -112,11 +112,7 @@ func (f jsonFields) group() GroupConfig {
 	if protocols, ok := f.array("Protocols"); ok {
 		g.Protocols = make([]string, len(protocols))
 		for i, p := range protocols {
-			s, ok := p.(string)
-			if !ok {
-				f.fail(fmt.Sprintf("Protocols[%d]", i), "a string", p)
-			}
-			g.Protocols[i] = s
+			g.Protocols[i], _ = as[string](f, fmt.Sprintf("Protocols[%d]", i), p, "a string")
 		}
 	}
 	return g
@@ -137,21 +133,24 @@ func (f jsonFields) fail(key, want string, v any) {
 	}
 }
 
-func (f jsonFields) string(key string) string {
-	v := f.m[key]
-	s, ok := v.(string)
+// as reads v, the member or element at key, as a T. ok is false when v is
+// null, which reads as T's zero value as json.Unmarshal leaves it, or of
+// another kind, which also reads as the zero value and is recorded.
+func as[T any](f jsonFields, key string, v any, want string) (t T, ok bool) {
+	t, ok = v.(T)
 	if !ok && v != nil {
-		f.fail(key, "a string", v)
+		f.fail(key, want, v)
 	}
+	return t, ok
+}
+
+func (f jsonFields) string(key string) string {
+	s, _ := as[string](f, key, f.m[key], "a string")
 	return s
 }
 
 func (f jsonFields) bool(key string) bool {
-	v := f.m[key]
-	b, ok := v.(bool)
-	if !ok && v != nil {
-		f.fail(key, "true or false", v)
-	}
+	b, _ := as[bool](f, key, f.m[key], "true or false")
 	return b
 }
 
@@ -159,28 +158,28 @@ func (f jsonFields) int(key string) int { return int(f.integer(key, strconv.IntS
 
 // integer reads a whole number that fits in bits.
 func (f jsonFields) integer(key string, bits int) int64 {
-	v := f.m[key]
-	if v == nil {
+	want := fmt.Sprintf("a whole number of %d bits", bits)
+	n, ok := as[json.Number](f, key, f.m[key], want)
+	if !ok {
 		return 0
 	}
-	n, ok := v.(json.Number)
 	i, err := strconv.ParseInt(string(n), 10, bits)
-	if !ok || err != nil {
-		f.fail(key, fmt.Sprintf("a whole number of %d bits", bits), v)
+	if err != nil {
+		f.fail(key, want, n)
 	}
 	return i
 }
 
 // unsigned reads a whole number, 0 or more, that fits in bits.
 func (f jsonFields) unsigned(key string, bits int) uint64 {
-	v := f.m[key]
-	if v == nil {
+	want := fmt.Sprintf("a whole number of %d bits, 0 or more", bits)
+	n, ok := as[json.Number](f, key, f.m[key], want)
+	if !ok {
 		return 0
 	}
-	n, ok := v.(json.Number)
 	u, err := strconv.ParseUint(string(n), 10, bits)
-	if !ok || err != nil {
-		f.fail(key, fmt.Sprintf("a whole number of %d bits, 0 or more", bits), v)
+	if err != nil {
+		f.fail(key, want, n)
 	}
 	return u
 }
@@ -188,32 +187,20 @@ func (f jsonFields) unsigned(key string, bits int) uint64 {
 // object reads a member that is an object; ok is false when it is missing
 // or null.
 func (f jsonFields) object(key string) (jsonFields, bool) {
-	v := f.m[key]
-	m, ok := v.(map[string]any)
-	if !ok && v != nil {
-		f.fail(key, "an object", v)
-	}
+	m, ok := as[map[string]any](f, key, f.m[key], "an object")
 	return jsonFields{m: m, at: f.at + key + ".", err: f.err}, ok
 }
 
 // array reads a member that is an array; ok is false when it is missing or
 // null.
 func (f jsonFields) array(key string) ([]any, bool) {
-	v := f.m[key]
-	a, ok := v.([]any)
-	if !ok && v != nil {
-		f.fail(key, "an array", v)
-	}
-	return a, ok
+	return as[[]any](f, key, f.m[key], "an array")
 }
 
 // element reads the i-th element of the array member key, an object.
 func (f jsonFields) element(key string, a []any, i int) (jsonFields, bool) {
 	at := fmt.Sprintf("%s[%d]", key, i)
-	m, ok := a[i].(map[string]any)
-	if !ok && a[i] != nil {
-		f.fail(at, "an object", a[i])
-	}
+	m, ok := as[map[string]any](f, at, a[i], "an object")
 	return jsonFields{m: m, at: f.at + at + ".", err: f.err}, ok
 }
 

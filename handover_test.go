@@ -107,7 +107,7 @@ func TestParseHandover(t *testing.T) {
 	fillExported(reflect.ValueOf(&full).Elem(), &n)
 	texts := map[string][]byte{"every field set": mustMarshal(t, &full), "a master's": testHandover(t)}
 	for name, text := range map[string]string{
-		"nulls":       `{"gen":null,"config":{"File":null,"Groups":[null,{"Name":"a","Protocols":null}]},"fds":null,"nice":null}`,
+		"nulls":       `{"gen":null,"config":{"File":null,"Groups":[null,{"Name":"a","Protocols":null},{"Protocols":["h2",null]}]},"fds":null,"nice":null}`,
 		"empty":       `{"config":{"Groups":[],"MaxFDs":0},"fds":{},"nice":0}`,
 		"unknown":     `{"later":{"x":[1,2]},"config":{"Groups":[{"Name":"a","Later":true}]},"fds":{"a":4}}`,
 		"whitespace":  " {\"gen\": 7 }\n",

@@ -505,22 +505,28 @@ type startSteps struct {
 
 func (st startSteps) total() time.Duration { return st.fork + st.main + st.ready }
 
-// stoppedAccepting is how long gozd's old worker old took to answer the
-// drain order, which it does once its listeners are closed: its master's
-// "worker draining" line logged since log mark from, after=; 0 when the
-// line or its after= does not come.
-func (s *server) stoppedAccepting(from, old int) time.Duration {
-	line, _, err := s.log.waitFor(from, func(l string) bool {
-		return strings.Contains(l, `worker draining"`) && logField(l, "worker") == strconv.Itoa(old)
-	}, 5*time.Second)
-	if err != nil {
-		return 0
-	}
-	d, err := time.ParseDuration(logField(line, "after"))
-	if err != nil {
-		return 0
-	}
+// isDrainingLine reports whether l is gozd's master saying that worker old
+// drains.
+func isDrainingLine(l string, old int) bool {
+	return strings.Contains(l, `worker draining"`) && logField(l, "worker") == strconv.Itoa(old)
+}
+
+// drainAfter is how long the old worker took to answer the drain order,
+// which it does once its listeners are closed: the after= of its master's
+// "worker draining" line; 0 when the line has none.
+func drainAfter(line string) time.Duration {
+	d, _ := time.ParseDuration(logField(line, "after"))
 	return d
+}
+
+// stoppedAccepting is drainAfter of the "worker draining" line of gozd's old
+// worker old, logged since log mark from; 0 when it does not come.
+func (s *server) stoppedAccepting(from, old int) time.Duration {
+	line, _, err := s.log.waitFor(from, func(l string) bool { return isDrainingLine(l, old) }, 5*time.Second)
+	if err != nil {
+		return 0
+	}
+	return drainAfter(line)
 }
 
 // readySteps reads the steps from a "worker ready" line; ok is false when

@@ -442,23 +442,23 @@ func runExitAfterClose(env *runEnv, ex *exitRun, samples, floors int) error {
 		// its CPU time so far is what its start cost, exec included
 		// (the same task since the fork), up to its first answers.
 		ex.startCPU = append(ex.startCPU, runTime([]int{s.serving}))
-		if name == "gozd" {
-			ex.readyLog = append(ex.readyLog, after)
-			if st, ok := readySteps(s.lastReady); ok {
-				ex.steps = append(ex.steps, stepsServed{startSteps: st, served: seen.Sub(t0), stop: s.stoppedAccepting(from, old)})
-			}
-		}
 		// The old process says it drains: gozd's master logs it,
 		// the tableflip server prints it when Exit fires.
-		_, _, err = s.log.waitFor(from, func(l string) bool {
+		drained, _, err := s.log.waitFor(from, func(l string) bool {
 			if name == "gozd" {
-				return strings.Contains(l, `worker draining"`) && logField(l, "worker") == fmt.Sprint(old)
+				return isDrainingLine(l, old)
 			}
 			return strings.Contains(l, fmt.Sprintf("pid %d: draining", old))
 		}, 10*time.Second)
 		if err != nil {
 			c.Close()
 			return fmt.Errorf("%s: old process %d never drained: %w; its output:\n%s", name, old, err, s.log.tail(30))
+		}
+		if name == "gozd" {
+			ex.readyLog = append(ex.readyLog, after)
+			if st, ok := readySteps(s.lastReady); ok {
+				ex.steps = append(ex.steps, stepsServed{startSteps: st, served: seen.Sub(t0), stop: drainAfter(drained)})
+			}
 		}
 		// Let the poller's connections to the old process end, so
 		// that the held one is its last.
