@@ -822,17 +822,15 @@ type connMove struct {
 	// waits for its first byte resumedIdle (resumedHTTPConn).
 	resumed atomic.Bool
 
-	// deadline is the read deadline net/http asked for last, in Unix
-	// nanoseconds (0: none): put back when a move is called off, and
-	// carried over to a taken-over connection's first request. It is
-	// written without the lock: net/http sets a deadline several times per
-	// request, and SetReadDeadline takes mu only for a moving or
-	// taken-over connection.
-	deadline atomic.Int64
-
-	mu          sync.Mutex
-	heir        *handoffSender
-	group       string
+	mu    sync.Mutex
+	heir  *handoffSender
+	group string
+	// deadline is the read deadline net/http asked for last while the
+	// connection was moving or taken over and not read yet, in Unix
+	// nanoseconds (0: none): carried over to a taken-over connection's
+	// first request. Only SetReadDeadline's locked path records it; the
+	// common path, several times per request, stores nothing.
+	deadline    int64
 	deadlineSet time.Time // when net/http set the deadline, while resumed
 	closed      bool
 	resumedIdle time.Duration
@@ -843,13 +841,6 @@ func deadlineNanos(t time.Time) int64 {
 		return 0
 	}
 	return t.UnixNano()
-}
-
-func deadlineOf(ns int64) time.Time {
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
 }
 
 // startMove begins handing the connection to heir, if it sits between
@@ -887,13 +878,17 @@ func (c *httpConn) afterRead() {
 	defer c.mv.mu.Unlock()
 	if c.mv.resumed.Load() {
 		c.mv.resumed.Store(false)
-		if d := c.mv.deadline.Load(); d != 0 {
+		if d := c.mv.deadline; d != 0 {
 			c.Conn.SetReadDeadline(time.Now().Add(time.Duration(d - c.mv.deadlineSet.UnixNano())))
 		}
 	}
 	if c.mv.moving.Load() {
+		// Bytes of a next request have arrived: they get what the drain
+		// gives a request arriving on a connection it would close
+		// (closeIfIdle), ReadHeaderTimeout, until net/http sets the
+		// header's own deadline.
 		c.mv.moving.Store(false)
-		c.Conn.SetReadDeadline(deadlineOf(c.mv.deadline.Load()))
+		c.Conn.SetReadDeadline(time.Now().Add(DefaultReadHeaderTimeout))
 	}
 }
 
@@ -901,13 +896,12 @@ func (c *httpConn) afterRead() {
 // taken-over one wait for its first byte as an idle connection would.
 //
 // net/http sets a read deadline four to six times per keep-alive request,
-// so the common case takes no lock. A move that starts meanwhile (startMove
-// sets moving, then wakes the read) is seen by the second load: whichever
-// order the two deadlines reached the socket in, the wake-up is then set
-// again.
+// so the common case takes no lock and stores nothing. A move that starts
+// meanwhile (startMove sets moving, then wakes the read) is seen by the
+// second load: whichever order the two deadlines reached the socket in, the
+// wake-up is then set again.
 func (c *httpConn) SetReadDeadline(t time.Time) error {
 	if !c.mv.moving.Load() && !c.mv.resumed.Load() {
-		c.mv.deadline.Store(deadlineNanos(t))
 		err := c.Conn.SetReadDeadline(t)
 		if !c.mv.moving.Load() {
 			return err
@@ -915,7 +909,7 @@ func (c *httpConn) SetReadDeadline(t time.Time) error {
 	}
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
-	c.mv.deadline.Store(deadlineNanos(t))
+	c.mv.deadline = deadlineNanos(t)
 	switch {
 	case c.mv.moving.Load():
 		// The socket may be the next worker's already: what becomes of
