@@ -422,3 +422,52 @@ func TestResumedHTTPConnWaitsAsIdle(t *testing.T) {
 		})
 	}
 }
+
+// TestCalledOffMoveReadsOn: a move of an idle HTTP connection that bytes of
+// a next request overtook is called off, and the connection, whose read the
+// move had woken with a deadline in the past, reads that request here; it is
+// no longer moving, so closing it closes it.
+func TestCalledOffMoveReadsOn(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &httpConn{Conn: sc}
+	hc.SetReadDeadline(time.Now().Add(time.Hour)) // net/http's idle deadline
+	if !hc.startMove(&handoffSender{}, "web") {
+		t.Fatal("an idle connection with nothing read did not start moving")
+	}
+	buf := make([]byte, 64)
+	if _, err := hc.Read(buf); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of a moving connection: %v, want its wake-up", err)
+	}
+	// The race that calls a move off: the read that the move wakes
+	// returns bytes instead, and the wrapper completes it so.
+	hc.afterRead()
+	if hc.mv.moving.Load() {
+		t.Fatal("still moving after the move was called off")
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		io.WriteString(client, "GET / HTTP/1.1\r\n")
+	}()
+	n, err := hc.Read(buf)
+	if err != nil || string(buf[:n]) != "GET / HTTP/1.1\r\n" {
+		t.Fatalf("read after the move was called off: %q, %v", buf[:n], err)
+	}
+	hc.Close()
+	client.SetReadDeadline(time.Now().Add(serveWait))
+	if _, err := client.Read(buf); err != io.EOF {
+		t.Fatalf("client after the close: %v, want EOF", err)
+	}
+}
