@@ -604,7 +604,7 @@ func (r *report) steadyGap(w workload, what string, figure func(sample) float64,
 func costOf(w workload) string {
 	switch w.name {
 	case "http keep-alive":
-		return "Per request gozd's http server wraps the ResponseWriter in a pooled wrapper (so a response can say `Connection: close` once draining; no allocation), wraps the connection (a read mark, so a drain never closes one whose next request is arriving) and runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections); the read deadlines net/http sets several times per request pass through the wrapper (two atomic loads; a lock only while a handoff wakes that read). The deadlines themselves (ReadHeaderTimeout, IdleTimeout) are not the cause: the reference arms the same."
+		return "Per request gozd's http server wraps the ResponseWriter in a pooled wrapper (so a response can say `Connection: close` once draining; no allocation), wraps the connection (a read mark, so a drain never closes one whose next request is arriving) and runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections); the read deadlines net/http sets several times per request pass through the wrapper (atomic loads, nothing stored; a lock only while a handoff wakes that read). The deadlines themselves (ReadHeaderTimeout, IdleTimeout) are not the cause: the reference arms the same."
 	case "http new conn":
 		return "Per connection gozd tracks the connection (a map insert and delete under the group's mutex, ConnState callbacks); with a new connection per request that is per request."
 	case "tcp echo":
