@@ -158,30 +158,31 @@ func (f jsonFields) int(key string) int { return int(f.integer(key, strconv.IntS
 
 // integer reads a whole number that fits in bits.
 func (f jsonFields) integer(key string, bits int) int64 {
-	want := fmt.Sprintf("a whole number of %d bits", bits)
-	n, ok := as[json.Number](f, key, f.m[key], want)
-	if !ok {
-		return 0
-	}
-	i, err := strconv.ParseInt(string(n), 10, bits)
-	if err != nil {
-		f.fail(key, want, n)
-	}
-	return i
+	return whole(f, key, bits, strconv.ParseInt, "a whole number of %d bits")
 }
 
 // unsigned reads a whole number, 0 or more, that fits in bits.
 func (f jsonFields) unsigned(key string, bits int) uint64 {
-	want := fmt.Sprintf("a whole number of %d bits, 0 or more", bits)
-	n, ok := as[json.Number](f, key, f.m[key], want)
+	return whole(f, key, bits, strconv.ParseUint, "a whole number of %d bits, 0 or more")
+}
+
+// whole reads member key as a whole number that parse takes in bits; want,
+// given bits, says what was wanted. It is formatted only for a message: a
+// worker reads every number of its handover on the way to its ready.
+func whole[T int64 | uint64](f jsonFields, key string, bits int, parse func(string, int, int) (T, error), want string) T {
+	v := f.m[key]
+	n, ok := v.(json.Number)
 	if !ok {
+		if v != nil {
+			f.fail(key, fmt.Sprintf(want, bits), v)
+		}
 		return 0
 	}
-	u, err := strconv.ParseUint(string(n), 10, bits)
+	t, err := parse(string(n), 10, bits)
 	if err != nil {
-		f.fail(key, want, n)
+		f.fail(key, fmt.Sprintf(want, bits), n)
 	}
-	return u
+	return t
 }
 
 // object reads a member that is an object; ok is false when it is missing
