@@ -23,7 +23,7 @@ func TestReadyTimeline(t *testing.T) {
 	d.waitLog(`msg="worker draining"`, 1)
 	if m := regexp.MustCompile(`msg="worker draining" .* after=(\S+)`).FindStringSubmatch(d.proc.out.String()); m == nil {
 		t.Errorf("no after= in the worker draining line:\n%s", d.proc.out.String())
-	} else if d, err := time.ParseDuration(m[1]); err != nil || d <= 0 {
+	} else if after, err := time.ParseDuration(m[1]); err != nil || after <= 0 {
 		t.Errorf("worker draining after=%s, want a duration over 0", m[1])
 	}
 
