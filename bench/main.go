@@ -54,7 +54,7 @@ type settings struct {
 }
 
 // phases of a run, in order.
-var phases = []string{"steady", "reload", "exit", "memory", "latency", "scale", "services"}
+var phases = []string{"steady", "instructions", "reload", "exit", "memory", "latency", "scale", "services"}
 
 func (s *settings) runs(phase string) bool { return len(s.only) == 0 || s.only[phase] }
 
@@ -78,8 +78,8 @@ func main() {
 	flag.IntVar(&s.latencyReloads, "latency-reloads", 20, "reloads of the keep-alive POST run through the latency proxy")
 	scaleConns := flag.String("scale-conns", "1000,10000", "connections of the scale phase's idle-connection and drain runs, comma-separated")
 	flag.IntVar(&s.masterReloads, "master-reloads", 200, "idle reloads between two readings of the master's RSS")
-	flag.StringVar(&s.against, "against", "", "also measure in the steady state the gozd server built from the checkout at `DIR` (its bench/servers/gozd), in pairs with this one's: an A/B of a change to gozd's per-request path")
-	only := flag.String("only", "", "run only these comma-separated `phases`: steady, reload, exit, memory, latency, scale, services (no report file)")
+	flag.StringVar(&s.against, "against", "", "also measure, in the steady state and in the instruction count, the gozd server built from the checkout at `DIR` (its bench/servers/gozd) against this one's: an A/B of a change to gozd's per-request path")
+	only := flag.String("only", "", "run only these comma-separated `phases`: steady, instructions, reload, exit, memory, latency, scale, services (no report file)")
 	flag.Parse()
 	for _, f := range strings.Split(*scaleConns, ",") {
 		n, err := strconv.Atoi(f)
@@ -172,6 +172,12 @@ func run(s *settings) error {
 			return err
 		}
 	}
+	if s.runs("instructions") {
+		step("instructions per request (cachegrind)")
+		if r.instr, err = runInstructions(env); err != nil {
+			return err
+		}
+	}
 	if s.runs("reload") {
 		runs, err := runReloadRounds(env, step)
 		if err != nil {
@@ -219,6 +225,11 @@ func run(s *settings) error {
 	if len(s.only) > 0 {
 		if r.steady != nil {
 			fmt.Println(r.steadyOnly())
+		}
+		if r.instr != nil {
+			var b strings.Builder
+			r.instrTable(func(format string, args ...any) { fmt.Fprintf(&b, format+"\n", args...) })
+			fmt.Println(b.String())
 		}
 		return nil // the log above is the result
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -99,6 +100,10 @@ type runEnv struct {
 	tmp  string
 	bins binaries
 	seq  int
+	// under runs the servers started meanwhile under this command (a
+	// tool and its arguments, the server's command line after them),
+	// with underEnv added to their environment.
+	under, underEnv []string
 }
 
 // server is one running server under test. For gozd, pid is the master's
@@ -107,7 +112,8 @@ type runEnv struct {
 type server struct {
 	name      string
 	dir       string
-	bin       string // the installed binary, replaced by install
+	bin       string   // the installed binary, replaced by install
+	under     []string // the command the binary runs under (runEnv.under), if any
 	cmd       *exec.Cmd
 	log       *logBook
 	exited    chan struct{}
@@ -168,7 +174,7 @@ func (e *runEnv) startGroups(name, version, groups string, extra ...string) (*se
 
 func (e *runEnv) startGroupsOnce(name, version, groups string, extra ...string) (*server, error) {
 	e.seq++
-	s := &server{name: name, dir: filepath.Join(e.tmp, fmt.Sprintf("run%d-%s", e.seq, name)), log: newLogBook(), exited: make(chan struct{})}
+	s := &server{name: name, dir: filepath.Join(e.tmp, fmt.Sprintf("run%d-%s", e.seq, name)), log: newLogBook(), exited: make(chan struct{}), under: e.under}
 	if err := os.MkdirAll(s.dir, 0o755); err != nil {
 		return nil, err
 	}
@@ -183,7 +189,11 @@ func (e *runEnv) startGroupsOnce(name, version, groups string, extra ...string) 
 		syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
 		conf := filepath.Join(s.dir, "bench.conf")
 		s.pidFile = filepath.Join(s.dir, "gozd.pid")
-		text := fmt.Sprintf("pidfile %s\ndrain_timeout 10s\nmaxfds %d\n\n%s", s.pidFile, lim.Cur, groups)
+		maxfds := fmt.Sprintf("maxfds %d\n", lim.Cur)
+		if len(e.under) > 0 {
+			maxfds = "" // valgrind keeps a few descriptors below the limit for itself
+		}
+		text := fmt.Sprintf("pidfile %s\ndrain_timeout 10s\n%s\n%s", s.pidFile, maxfds, groups)
 		if err := os.WriteFile(conf, []byte(text), 0o644); err != nil {
 			return nil, err
 		}
@@ -200,7 +210,7 @@ func (e *runEnv) startGroupsOnce(name, version, groups string, extra ...string) 
 		args = []string{"-pid-file", s.pidFile, "-http", httpAddr, "-tcp", tcpAddr}
 	}
 
-	if err := s.launch(append(args, extra...), nil); err != nil {
+	if err := s.launch(append(args, extra...), e.underEnv); err != nil {
 		return nil, err
 	}
 	if err := s.waitServing(); err != nil {
@@ -218,7 +228,8 @@ func (s *server) launch(args, env []string) error {
 	if err != nil {
 		return err
 	}
-	s.cmd = exec.Command(s.bin, args...)
+	argv := append(slices.Clone(s.under), s.bin)
+	s.cmd = exec.Command(argv[0], append(argv[1:], args...)...)
 	s.cmd.Dir = s.dir
 	if env != nil {
 		s.cmd.Env = append(os.Environ(), env...)

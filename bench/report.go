@@ -26,6 +26,7 @@ type report struct {
 
 	latency []*latencyRun // latency.go
 	scale   *scaleResult  // scale.go
+	instr   *instrResult  // instructions.go
 }
 
 // Targets, from the issues.
@@ -180,6 +181,7 @@ func (r *report) markdown() string {
 	p("")
 
 	r.steadyTable(p)
+	r.instrTable(p)
 	r.reloadTable(p)
 	r.exitTable(p)
 	r.stepsTable(p)
