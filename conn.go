@@ -118,6 +118,13 @@ type httpConn struct {
 }
 
 func (c *httpConn) Read(p []byte) (int, error) {
+	if c.mv.moving.Load() {
+		// net/http may have set its idle deadline after startMove set
+		// the one that wakes this read: wake it again. startMove sets
+		// moving before its deadline, so a read that finds moving
+		// unset is woken by that deadline instead.
+		c.Conn.SetReadDeadline(aLongTimeAgo)
+	}
 	n, err := c.Conn.Read(p)
 	if n > 0 {
 		// Only net/http's background read asks for one byte: what it
@@ -160,16 +167,19 @@ func (c *httpConn) CloseWrite() error {
 	return nil
 }
 
-// asHTTPConn finds the httpConn under c (plain, or beneath TLS).
+// asHTTPConn finds the httpConn under c (plain, taken over, or beneath
+// TLS).
 func asHTTPConn(c net.Conn) *httpConn {
-	if hc, ok := c.(*httpConn); ok {
+	switch c := c.(type) {
+	case *httpConn:
+		return c
+	case resumedConn:
+		return c.httpConn
+	case *tls.Conn:
+		hc, _ := c.NetConn().(*httpConn)
 		return hc
 	}
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	hc, _ := c.(*httpConn)
-	return hc
+	return nil
 }
 
 // hijackedConn is a connection an HTTP handler took over; closing it tells
@@ -194,7 +204,10 @@ func (c *hijackedConn) NetConn() net.Conn { return netConnBeneath(c.beneath()) }
 
 // beneath is the connection under gozd's HTTP wrapper.
 func (c *hijackedConn) beneath() net.Conn {
-	if hc, ok := c.Conn.(*httpConn); ok {
+	switch hc := c.Conn.(type) {
+	case *httpConn:
+		return hc.Conn
+	case resumedConn:
 		return hc.Conn
 	}
 	return c.Conn

@@ -192,7 +192,15 @@ func (t *connTracker) httpIdle(c net.Conn, hc *httpConn, idle bool) {
 	} else {
 		old, new = hc.status.change(statusBusy, statusIdle|statusEarly)
 	}
-	t.counts.recount(trackedHTTP, old, new)
+	// recount, for the one bit these two changes can flip: a hijacked
+	// connection is never reported busy or idle again.
+	if (old^new)&statusIdle != 0 && old&(statusTracked|statusHijacked) == statusTracked {
+		if idle {
+			t.counts.httpIdle.Add(1)
+		} else {
+			t.counts.httpIdle.Add(-1)
+		}
+	}
 	if t.draining.Load() {
 		t.setIdle(c, idle, idle && isHTTP2(c))
 	}

@@ -474,8 +474,8 @@ func (d *Daemon) setHeir(fd int) {
 		switch kind {
 		case handoffHTTP:
 			gs.tracker.setMover(func(c net.Conn) bool {
-				hc, ok := c.(*httpConn)
-				return ok && hc.startMove(s, gs.cfg.Name)
+				hc := asHTTPConn(c)
+				return hc != nil && hc.startMove(s, gs.cfg.Name)
 			}, s)
 		case handoffFCGI:
 			gs.tracker.setMover(func(c net.Conn) bool {
@@ -801,17 +801,18 @@ func (gs *groupServer) serveResumed(d *Daemon, handler any, connCtx context.Cont
 // byte it waits as long as srv lets an idle connection wait (net/http's
 // rule: IdleTimeout, else ReadTimeout), not ReadHeaderTimeout; with neither
 // set it is read as a new connection is.
-func resumedHTTPConn(c net.Conn, srv *http.Server) *httpConn {
+func resumedHTTPConn(c net.Conn, srv *http.Server) net.Conn {
 	hc := &httpConn{Conn: c}
 	idle := srv.IdleTimeout
 	if idle == 0 {
 		idle = srv.ReadTimeout
 	}
-	if idle > 0 {
-		hc.mv.resumedIdle = idle
-		hc.mv.resumed.Store(true)
+	if idle <= 0 {
+		return hc
 	}
-	return hc
+	hc.mv.resumedIdle = idle
+	hc.mv.resumed.Store(true)
+	return resumedConn{hc}
 }
 
 // connMove is an HTTP/1.x connection's part in a handoff.
@@ -826,10 +827,9 @@ type connMove struct {
 	heir  *handoffSender
 	group string
 	// deadline is the read deadline net/http asked for last while the
-	// connection was moving or taken over and not read yet, in Unix
-	// nanoseconds (0: none): carried over to a taken-over connection's
-	// first request. Only SetReadDeadline's locked path records it; the
-	// common path, several times per request, stores nothing.
+	// connection, taken over, waited for its first byte, in Unix
+	// nanoseconds (0: none): carried over to its first request
+	// (resumedConn, afterRead).
 	deadline    int64
 	deadlineSet time.Time // when net/http set the deadline, while resumed
 	closed      bool
@@ -892,45 +892,33 @@ func (c *httpConn) afterRead() {
 	}
 }
 
-// SetReadDeadline keeps a moving connection's read woken, and lets a
-// taken-over one wait for its first byte as an idle connection would.
-//
-// net/http sets a read deadline four to six times per keep-alive request,
-// so the common case takes no lock and stores nothing. A move that starts
-// meanwhile (startMove sets moving, then wakes the read) is seen by the
-// second load: whichever order the two deadlines reached the socket in, the
-// wake-up is then set again.
-func (c *httpConn) SetReadDeadline(t time.Time) error {
-	if !c.mv.moving.Load() && !c.mv.resumed.Load() {
-		err := c.Conn.SetReadDeadline(t)
-		if !c.mv.moving.Load() {
-			return err
-		}
+// resumedConn is an HTTP/1.x connection taken over from the previous worker
+// (resumedHTTPConn): until its first byte, the read deadline net/http sets
+// for a request header is stretched to the idle wait, and afterRead puts it
+// back when the byte comes. Connections this worker accepted are plain
+// httpConns, whose deadlines go straight to the socket: net/http sets one
+// four to six times per keep-alive request.
+type resumedConn struct{ *httpConn }
+
+func (c resumedConn) SetReadDeadline(t time.Time) error {
+	if !c.mv.resumed.Load() {
+		return c.Conn.SetReadDeadline(t)
 	}
 	c.mv.mu.Lock()
 	defer c.mv.mu.Unlock()
 	c.mv.deadline = deadlineNanos(t)
-	switch {
-	case c.mv.moving.Load():
-		// The socket may be the next worker's already: what becomes of
-		// it is not net/http's concern.
-		c.Conn.SetReadDeadline(aLongTimeAgo)
-		return nil
-	case c.mv.resumed.Load():
-		if t.IsZero() {
-			return c.Conn.SetReadDeadline(t)
-		}
-		// Only a taken-over connection needs to know for how long the
-		// deadline was meant (afterRead): reading the clock at every
-		// call cost more than the rest of gozd's part of a request.
-		now := time.Now()
-		c.mv.deadlineSet = now
-		return c.Conn.SetReadDeadline(now.Add(c.mv.resumedIdle))
+	if !c.mv.resumed.Load() || t.IsZero() {
+		return c.Conn.SetReadDeadline(t)
 	}
-	return c.Conn.SetReadDeadline(t)
+	// Only a taken-over connection needs to know for how long the
+	// deadline was meant (afterRead): reading the clock at every call
+	// cost more than the rest of gozd's part of a request.
+	now := time.Now()
+	c.mv.deadlineSet = now
+	return c.Conn.SetReadDeadline(now.Add(c.mv.resumedIdle))
 }
 
-func (c *httpConn) SetDeadline(t time.Time) error {
+func (c resumedConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}

@@ -327,11 +327,12 @@ func (c *serverConn) CloseRead() error                    { return closeRead(c.C
 // an http.Handler, or an *http.Server whose settings are kept (see
 // HandleServer).
 func (gs *groupServer) newHTTPServer(handler any) *http.Server {
+	track := gs.connStateHook()
 	srv := &http.Server{
 		ReadHeaderTimeout: DefaultReadHeaderTimeout,
 		IdleTimeout:       DefaultIdleTimeout,
 		TLSConfig:         gs.tlsConfig,
-		ConnState:         gs.trackHTTP,
+		ConnState:         track,
 		ErrorLog:          serverErrorLog(gs.log),
 	}
 	h, isHandler := handler.(http.Handler)
@@ -343,7 +344,7 @@ func (gs *groupServer) newHTTPServer(handler any) *http.Server {
 		}
 		if user.ConnState != nil {
 			srv.ConnState = func(c net.Conn, state http.ConnState) {
-				gs.trackHTTP(c, state)
+				track(c, state)
 				user.ConnState(c, state)
 			}
 		}
