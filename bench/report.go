@@ -599,14 +599,29 @@ func (r *report) steadyGap(w workload, what string, figure func(sample) float64,
 	if higherIsBetter && gb > sb && gb >= 0.9 {
 		msg += " The generator, not the server, was the limit: requests/s tells the servers apart less than CPU per request does."
 	}
-	return msg + " " + costOf(w)
+	return msg + " " + costOf(w) + r.instrNote(w)
+}
+
+// instrNote adds, for the workload the instruction count runs, what it
+// found gozd's part of a request to be.
+func (r *report) instrNote(w workload) string {
+	if w.name != "http keep-alive" || r.instr == nil {
+		return ""
+	}
+	g, ok1 := r.instr.server("gozd")
+	p, ok2 := r.instr.server("plain-timeouts")
+	if !ok1 || !ok2 {
+		return ""
+	}
+	parts := instrParts(g)
+	return fmt.Sprintf(" Counted in instructions (see *Instructions per request*), gozd's own functions execute %.0f of its %.0f per request in user space, and sync.Pool %.0f more than plain's; plain's whole request is %.0f.", parts["gozd"], g.perRequest, parts["sync"]-instrParts(p)["sync"], p.perRequest)
 }
 
 // costOf names what gozd adds on the path of a workload.
 func costOf(w workload) string {
 	switch w.name {
 	case "http keep-alive":
-		return "Per request gozd's http server wraps the ResponseWriter in a pooled wrapper (so a response can say `Connection: close` once draining; no allocation), wraps the connection (a read mark, so a drain never closes one whose next request is arriving) and runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections); the read deadlines net/http sets several times per request pass through the wrapper (atomic loads, nothing stored; a lock only while a handoff wakes that read). The deadlines themselves (ReadHeaderTimeout, IdleTimeout) are not the cause: the reference arms the same."
+		return "Per request gozd's http server wraps the ResponseWriter in a pooled wrapper (so a response can say `Connection: close` once draining; no allocation), wraps the connection (a read mark, so a drain never closes one whose next request is arriving) and runs two ConnState callbacks (busy/idle as atomics, so a drain closes only idle connections); the read deadlines net/http sets several times per request go to the socket through the wrapper's embedded connection. The deadlines themselves (ReadHeaderTimeout, IdleTimeout) are not the cause: the reference arms the same."
 	case "http new conn":
 		return "Per connection gozd tracks the connection (a map insert and delete under the group's mutex, ConnState callbacks); with a new connection per request that is per request."
 	case "tcp echo":
