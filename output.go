@@ -20,9 +20,12 @@ const (
 	dropReportMsg  = "log lines were dropped" // the message that says how many
 
 	// lineBufferStart is the buffer a worker's output lines and control
-	// messages are first read into; it grows for a longer line, up to the
-	// limit. The master keeps one of each per worker: at 64 KiB they were
-	// half of its live heap during a reload.
+	// messages are first read into, and a worker's orders from the master;
+	// it grows for a longer line, up to the limit. The master keeps one of
+	// each per worker: at 64 KiB they were half of its live heap during a
+	// reload. In a worker, 64 KiB were a tenth of its live heap, which
+	// with the runtime's 4 MiB floor of a heap goal made garbage
+	// collection run more often.
 	lineBufferStart = 4 << 10
 )
 

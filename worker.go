@@ -98,7 +98,7 @@ func runWorker(h *handover, sigs <-chan os.Signal) (*Daemon, <-chan struct{}, er
 		// worker without a master drains and leaves.
 		orders := &controlReader{conn: ctl}
 		sc := bufio.NewScanner(orders)
-		sc.Buffer(make([]byte, 0, 64<<10), maxControlLine)
+		sc.Buffer(make([]byte, 0, lineBufferStart), maxControlLine)
 		for sc.Scan() {
 			msg, err := parseControlMsg(sc.Text())
 			if err != nil {
