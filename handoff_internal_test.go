@@ -471,3 +471,43 @@ func TestCalledOffMoveReadsOn(t *testing.T) {
 		t.Fatalf("client after the close: %v, want EOF", err)
 	}
 }
+
+// TestMoveOutlivesLaterDeadline: net/http may set its idle deadline after a
+// move has woken the read with one in the past (it sets it between
+// reporting the connection idle and reading). The read that follows must
+// still wake at once, not wait out the idle deadline.
+func TestMoveOutlivesLaterDeadline(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer client.Close()
+	sc, err := ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.Close()
+	hc := &httpConn{Conn: sc}
+	if !hc.startMove(&handoffSender{}, "web") {
+		t.Fatal("an idle connection with nothing read did not start moving")
+	}
+	hc.SetReadDeadline(time.Now().Add(time.Hour)) // net/http's idle deadline, after the move's
+	done := make(chan error, 1)
+	go func() {
+		_, err := hc.Read(make([]byte, 64))
+		done <- err
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, os.ErrDeadlineExceeded) {
+			t.Fatalf("read of a moving connection: %v, want its wake-up", err)
+		}
+	case <-time.After(serveWait):
+		t.Fatal("the read of a moving connection waited for net/http's idle deadline")
+	}
+}
