@@ -3,9 +3,10 @@ package main
 // The instruction count: how many instructions the serving process executes
 // in user space per keep-alive request, counted by valgrind's cachegrind,
 // with the garbage collector off. Unlike time on a shared machine, what
-// gozd's own functions execute per request is the same in every run, to the
-// tenth of an instruction, so a change of gozd's per-request path shows
-// exactly, by function. The totals move by a few hundred instructions from
+// gozd's own functions execute per request moves by about 1% from run to
+// run (how often net/http's background read is cut short, and so how many
+// deadlines it sets, depends on timing), so a change of gozd's per-request
+// path of a few tens of instructions shows, by function. The totals move by a few hundred instructions from
 // run to run: under cachegrind a request takes some 30 times as long, so
 // the work a process does by the clock (timers, the scheduler; gozd's
 // worker reports to its master every 250 ms) weighs more per request than at
@@ -71,27 +72,22 @@ func runInstructions(env *runEnv) (*instrResult, error) {
 		logf("  skipped: %s", res.skipped)
 		return res, nil
 	}
-	lineup := []struct {
-		ss      steadyServer
-		version string
-	}{
-		{lineupServer("plain-timeouts"), versions[0]},
-		{lineupServer("gozd"), versions[0]},
-	}
+	lineup := []steadyServer{lineupServer("plain-timeouts"), lineupServer("gozd")}
 	if env.s.against != "" {
-		lineup = append(lineup, struct {
-			ss      steadyServer
-			version string
-		}{steadyServer{name: "gozd-against", bin: "gozd", label: "gozd from " + env.s.against}, againstVersion})
+		lineup = append(lineup, againstServer(env.s.against))
 	}
-	for _, l := range lineup {
+	for _, ss := range lineup {
+		version := versions[0]
+		if ss.version != "" {
+			version = ss.version
+		}
 		var runs [2]cachegrindRun
 		for i, n := range []int{instrShort, instrLong} {
-			if runs[i], err = countInstructions(env, vg, l.ss, l.version, n); err != nil {
-				return nil, fmt.Errorf("%s under cachegrind: %w", l.ss.label, err)
+			if runs[i], err = countInstructions(env, vg, ss, version, n); err != nil {
+				return nil, fmt.Errorf("%s under cachegrind: %w", ss.label, err)
 			}
 		}
-		is := instrServer{name: l.ss.name, label: l.ss.label, byFunc: map[string]float64{}}
+		is := instrServer{name: ss.name, label: ss.label, byFunc: map[string]float64{}}
 		d := float64(instrLong - instrShort)
 		is.perRequest = float64(runs[1].total-runs[0].total) / d
 		for fn, n := range runs[1].byFunc {
@@ -102,7 +98,7 @@ func runInstructions(env *runEnv) (*instrResult, error) {
 				is.byFunc[fn] = float64(-n) / d
 			}
 		}
-		logf("  %-28s %8.0f instructions per request", l.ss.label, is.perRequest)
+		logf("  %-28s %8.0f instructions per request", ss.label, is.perRequest)
 		res.servers = append(res.servers, is)
 	}
 	return res, nil
@@ -289,7 +285,7 @@ func (r *report) instrTable(p func(string, ...any)) {
 		p("")
 		return
 	}
-	p("The user-space instructions the serving process executes per keep-alive request (GET, %d connections), counted by valgrind's cachegrind with the garbage collector off (`GOGC=off`): each server serves %d and then %d requests, each time started afresh, and the difference is divided by the %d requests in between, so that start and exit cancel out. What gozd's own functions execute per request is the same in every run, to the tenth of an instruction: a change to gozd's per-request path shows exactly, function by function (`go run . -only instructions -against DIR` compares another checkout). The totals move by a few hundred from run to run: under cachegrind a request takes some 30 times as long, so the work a process does by the clock (timers, the scheduler; gozd's worker reports to its master every 250 ms) weighs more per request than at full speed, and varies. Not time: the kernel's part of a request (about half of its CPU time here), a cache miss's cost and garbage collection are not counted.", instrConns, instrShort, instrLong, ir.requests)
+	p("The user-space instructions the serving process executes per keep-alive request (GET, %d connections), counted by valgrind's cachegrind with the garbage collector off (`GOGC=off`): each server serves %d and then %d requests, each time started afresh, and the difference is divided by the %d requests in between, so that start and exit cancel out. What gozd's own functions execute per request moves by about 1% from run to run (how many read deadlines net/http sets depends on timing): a change to gozd's per-request path of a few tens of instructions shows, function by function (`go run . -only instructions -against DIR` compares another checkout). The totals move by a few hundred from run to run: under cachegrind a request takes some 30 times as long, so the work a process does by the clock (timers, the scheduler; gozd's worker reports to its master every 250 ms) weighs more per request than at full speed, and varies. Not time: the kernel's part of a request (about half of its CPU time here), a cache miss's cost and garbage collection are not counted.", instrConns, instrShort, instrLong, ir.requests)
 	p("")
 	ref, ok := ir.server("plain-timeouts")
 	if !ok {

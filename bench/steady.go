@@ -272,6 +272,12 @@ var plainTimeouts = []string{"-read-header-timeout", gozd.DefaultReadHeaderTimeo
 // steadyShown is the order of the servers in the report.
 var steadyShown = []string{"plain", "plain-timeouts", "plain-timeouts-again", "gozd", "tableflip"}
 
+// againstServer is the bench's gozd server built from the checkout at dir
+// (-against), measured against this checkout's.
+func againstServer(dir string) steadyServer {
+	return steadyServer{name: "gozd-against", bin: "gozd", version: againstVersion, ref: "gozd", label: "gozd from " + dir}
+}
+
 func lineupServer(name string) steadyServer {
 	for _, s := range steadyLineup {
 		if s.name == name {
@@ -308,7 +314,7 @@ func runSteady(env *runEnv) (*steadyResult, error) {
 	began := time.Now()
 	lineup := steadyLineup
 	if env.s.against != "" {
-		lineup = append(slices.Clip(lineup), steadyServer{name: "gozd-against", bin: "gozd", version: againstVersion, ref: "gozd", label: "gozd from " + env.s.against})
+		lineup = append(slices.Clip(lineup), againstServer(env.s.against))
 	}
 	res := &steadyResult{servers: steadyShown, samples: map[string]map[string][]sample{}, cpus: planCPUs()}
 	running := map[string]*server{}
