@@ -225,20 +225,7 @@ func TestResumeTCPWaitsForGo(t *testing.T) {
 // server's end as a descriptor of its own, as one handed over arrives.
 func handedPair(t *testing.T) (client net.Conn, fd int, laddr, raddr net.Addr) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { client.Close() })
-	server, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, server := loopbackPair(t)
 	defer server.Close()
 	rc, err := server.(*net.TCPConn).SyscallConn()
 	if err != nil {
@@ -250,6 +237,28 @@ func handedPair(t *testing.T) (client net.Conn, fd int, laddr, raddr net.Addr) {
 		t.Fatal(err)
 	}
 	return client, fd, server.LocalAddr(), server.RemoteAddr()
+}
+
+// loopbackPair returns both ends of a tcp connection on loopback, closed
+// when the test ends.
+func loopbackPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close() })
+	server, err = ln.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { server.Close() })
+	return client, server
 }
 
 // takenPair returns a client connection and the server's end of it served
@@ -428,20 +437,7 @@ func TestResumedHTTPConnWaitsAsIdle(t *testing.T) {
 // move had woken with a deadline in the past, reads that request here; it is
 // no longer moving, so closing it closes it.
 func TestCalledOffMoveReadsOn(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
+	client, sc := loopbackPair(t)
 	hc := &httpConn{Conn: sc}
 	hc.SetReadDeadline(time.Now().Add(time.Hour)) // net/http's idle deadline
 	if !hc.startMove(&handoffSender{}, "web") {
@@ -477,21 +473,7 @@ func TestCalledOffMoveReadsOn(t *testing.T) {
 // reporting the connection idle and reading). The read that follows must
 // still wake at once, not wait out the idle deadline.
 func TestMoveOutlivesLaterDeadline(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	client, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer client.Close()
-	sc, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sc.Close()
+	_, sc := loopbackPair(t)
 	hc := &httpConn{Conn: sc}
 	if !hc.startMove(&handoffSender{}, "web") {
 		t.Fatal("an idle connection with nothing read did not start moving")

@@ -23,6 +23,7 @@ import (
 	"bufio"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -114,8 +115,8 @@ type cachegrindRun struct {
 // countInstructions starts ss under cachegrind, serves n keep-alive
 // requests, stops it and reads the serving process's counts.
 func countInstructions(env *runEnv, vg string, ss steadyServer, version string, n int) (cachegrindRun, error) {
-	out := filepath.Join(env.tmp, fmt.Sprintf("cachegrind-%d", env.seq+1))
-	if err := os.MkdirAll(out, 0o755); err != nil {
+	out, err := os.MkdirTemp(env.tmp, "cachegrind-")
+	if err != nil {
 		return cachegrindRun{}, err
 	}
 	env.under = []string{vg, "--tool=cachegrind", "--cache-sim=no", "--trace-children=yes",
@@ -257,19 +258,12 @@ func topDiffs(a, b instrServer, k int) []instrDiff {
 		}
 	}
 	sort.Slice(ds, func(i, j int) bool {
-		if x, y := abs(ds[i].change), abs(ds[j].change); x != y {
+		if x, y := math.Abs(ds[i].change), math.Abs(ds[j].change); x != y {
 			return x > y
 		}
 		return ds[i].fn < ds[j].fn
 	})
 	return ds[:min(k, len(ds))]
-}
-
-func abs(x float64) float64 {
-	if x < 0 {
-		return -x
-	}
-	return x
 }
 
 // instrTable writes the instruction count's section of the report.
